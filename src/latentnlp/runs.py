@@ -1,0 +1,164 @@
+"""The run directory: one folder per training run, readable without the code that wrote it.
+
+Layout::
+
+    RUN_DIR/
+      config.json              model name, model config, train config, data source (JSON)
+      vocab.txt                the model's vocabulary, one word per line
+      model.safetensors        the final (best-on-validation) weights
+      checkpoint.safetensors   full training state for resuming (weights, Adam moments, RNG)
+      metrics.jsonl            one JSON object per epoch
+      learning_curve.png       training loss and validation metric by epoch
+      evaluation.json          written by ``latentnlp evaluate``
+
+Weights are only ever read through safetensors; configs only through JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .training.checkpoint import atomic_save_tensors, load_tensors
+
+__all__ = ["RunDirectory", "MODEL_REGISTRY", "register_model"]
+
+# name -> (model class, config class). An explicit registry: no lookups in module __dict__.
+MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {}
+
+
+def register_model(name: str, model_cls: type[nn.Module], config_cls: type) -> None:
+    """Make ``name`` loadable from a run directory."""
+    MODEL_REGISTRY[name] = (model_cls, config_cls)
+
+
+def _register_builtin() -> None:
+    from .models.document.nvdm import NVDM, NVDMConfig
+
+    register_model("nvdm", NVDM, NVDMConfig)
+
+
+_register_builtin()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunDirectory:
+    """A training run's folder (see the module docstring for its layout).
+
+    Args:
+        path: the folder; created on the first write.
+    """
+
+    CONFIG = "config.json"
+    VOCAB = "vocab.txt"
+    WEIGHTS = "model.safetensors"
+    METRICS = "metrics.jsonl"
+    CURVE = "learning_curve.png"
+    EVALUATION = "evaluation.json"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # ---------------------------------------------------------------- config
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.file(self.CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict[str, Any]:
+        """Raises FileNotFoundError if the folder is not a run directory."""
+        path = self.file(self.CONFIG)
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.path} is not a run directory: {path} is missing")
+        return json.loads(path.read_text())
+
+    # ----------------------------------------------------------------- vocab
+    def write_vocab(self, vocab: tuple[str, ...] | list[str]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.file(self.VOCAB), "".join(w + "\n" for w in vocab))
+
+    def read_vocab(self) -> tuple[str, ...]:
+        path = self.file(self.VOCAB)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        return tuple(path.read_text().splitlines())
+
+    # --------------------------------------------------------------- weights
+    def save_model(self, name: str, model: nn.Module) -> None:
+        """Write ``model``'s weights with its registry name and config in the header."""
+        meta = {"model": name, "model_config": model.config.to_dict()}
+        atomic_save_tensors(self.file(self.WEIGHTS), model.state_dict(), meta)
+
+    def load_model(self, map_location: str | torch.device = "cpu") -> nn.Module:
+        """Rebuild the model from ``model.safetensors`` (no unpickling).
+
+        Raises:
+            FileNotFoundError: if the weights are missing.
+            KeyError: if the model name is not registered.
+        """
+        tensors, meta = load_tensors(self.file(self.WEIGHTS), device=map_location)
+        name = meta.get("model")
+        if name not in MODEL_REGISTRY:
+            raise KeyError(f"{self.file(self.WEIGHTS)}: unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
+        model_cls, config_cls = MODEL_REGISTRY[name]
+        model = model_cls(config_cls(**meta["model_config"]))
+        model.load_state_dict(tensors)
+        model.eval()
+        return model
+
+    # --------------------------------------------------------------- metrics
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.file(self.METRICS)
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_evaluation(self, result: dict[str, Any]) -> None:
+        _atomic_write_text(self.file(self.EVALUATION), json.dumps(result, indent=2) + "\n")
+
+    def plot_learning_curve(self, train_key: str = "train_loss", valid_key: str | None = None) -> Path | None:
+        """Plot ``train_key`` (and ``valid_key``, on its own axis) against epoch to ``learning_curve.png``.
+
+        Returns the PNG's path, or ``None`` if there is no history yet.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        history = self.read_metrics()
+        if not history:
+            return None
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        epochs = [r["epoch"] for r in history if train_key in r]
+        ax.plot(epochs, [r[train_key] for r in history if train_key in r], color="tab:blue", label=train_key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{train_key} (nats / document)", color="tab:blue")
+        if valid_key is not None and any(valid_key in r for r in history):
+            ax2 = ax.twinx()
+            ve = [r["epoch"] for r in history if valid_key in r]
+            ax2.plot(ve, [r[valid_key] for r in history if valid_key in r], color="tab:red", label=valid_key)
+            ax2.set_ylabel(valid_key, color="tab:red")
+        ax.set_title(self.path.name)
+        fig.tight_layout()
+        out = self.file(self.CURVE)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
+        fig.savefig(tmp)
+        plt.close(fig)
+        os.replace(tmp, out)
+        return out

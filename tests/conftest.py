@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The real data root: ``$LATENTNLP_DATA`` if set, else ``<repo>/../shared/data``;
+    skips the test when the folder does not exist."""
+    env = os.environ.get("LATENTNLP_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} not found (set LATENTNLP_DATA to run these tests)")
+    return path

@@ -1,0 +1,69 @@
+"""The command line end to end on a slice of the real 20 Newsgroups corpus."""
+
+import json
+
+import numpy as np
+import pytest
+
+from latentnlp.cli import main
+from latentnlp.runs import RunDirectory
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, shared_data_dir):
+    out = tmp_path_factory.mktemp("run") / "nvdm"
+    rc = main([
+        "train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "10", "--hidden-dim", "64",
+        "--epochs", "3", "--max-train-docs", "1500", "--seed", "1", "--out", str(out), "--no-progress",
+    ])
+    assert rc == 0
+    return out
+
+
+def test_run_directory_contents(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "vocab.txt", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "learning_curve.png"} <= names
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "nvdm" and config["model_config"]["latent_dim"] == 10
+    history = RunDirectory(trained_run).read_metrics()
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    # A real (short) run lowers held-out perplexity.
+    assert history[-1]["valid_perplexity_bound"] < history[0]["valid_perplexity_bound"]
+
+
+def test_evaluate_prints_bound_and_estimate(trained_run, capsys):
+    assert main(["evaluate", str(trained_run), "--split", "valid", "--iw-samples", "20", "--elbo-samples", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "ELBO bound" in out and "IW estimate" in out
+    ev = json.loads((trained_run / "evaluation.json").read_text())["valid"]
+    # The IW estimate is a tighter bound, so its perplexity is lower.
+    assert ev["estimate_per_document"] < ev["bound_per_document"]
+    assert ev["n_docs"] == 1127  # 10% of 11,268 training documents held out
+
+
+def test_evaluate_is_deterministic(trained_run, capsys):
+    main(["evaluate", str(trained_run), "--split", "valid", "--iw-samples", "5", "--elbo-samples", "2"])
+    first = capsys.readouterr().out
+    main(["evaluate", str(trained_run), "--split", "valid", "--iw-samples", "5", "--elbo-samples", "2"])
+    assert capsys.readouterr().out == first
+
+
+def test_topics_neighbors_transform(trained_run, tmp_path, capsys):
+    assert main(["topics", str(trained_run), "--n-words", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 10 and all(len(l.split()) == 6 for l in lines)
+    assert main(["neighbors", str(trained_run), "space", "--n-words", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    out = tmp_path / "means.npy"
+    assert main(["transform", str(trained_run), "--split", "test", "--out", str(out)]) == 0
+    means = np.load(out, allow_pickle=False)
+    assert means.shape == (7505, 10) and np.isfinite(means).all()
+
+
+def test_clear_errors(tmp_path, trained_run, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["neighbors", str(trained_run), "notaword"]) == 2
+    assert "notaword" in capsys.readouterr().err
+    assert main(["train", "nvdm", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "1"]) == 2
+    assert "20news-nvdm" in capsys.readouterr().err

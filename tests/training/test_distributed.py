@@ -1,0 +1,86 @@
+"""Two processes on the gloo backend give the same model as one process (DDP, common random numbers)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from latentnlp.models.document.nvdm import NVDM, NVDMConfig
+from latentnlp.runs import RunDirectory
+from latentnlp.training.checkpoint import atomic_save_tensors, load_tensors
+from latentnlp.training.distributed import DistributedContext, shard_bounds
+from latentnlp.training.trainer import TrainConfig, Trainer
+from tests.synthetic import planted_corpus
+
+
+def _fit(ctx):
+    corpus = planted_corpus(n_docs=45)  # 45 / batch 8: the last batch (5) splits unevenly, 3 + 2
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = NVDM(NVDMConfig(vocab_size=corpus.vocab_size, latent_dim=3, hidden_dim=16))
+    x = corpus.to_dense()
+    model.init_decoder_bias(x.sum(0))
+    cfg = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-2, seed=7, progress=False, patience=0)
+    Trainer(model, cfg, len(corpus), collate=lambda i: x[i], ctx=ctx).fit()
+    return model
+
+
+def _worker(rank, world, init_file, out):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        model = _fit(DistributedContext.current())
+        if rank == 0:
+            atomic_save_tensors(out, model.state_dict())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_shard_bounds_cover_batch():
+    for n in range(0, 12):
+        pieces = [shard_bounds(n, DistributedContext(r, 3)) for r in range(3)]
+        assert pieces[0][0] == 0 and pieces[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    single = _fit(DistributedContext()).state_dict()
+    out = tmp_path / "ddp.safetensors"
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    ddp, _ = load_tensors(out)
+    for k, v in single.items():
+        torch.testing.assert_close(ddp[k], v, rtol=1e-4, atol=1e-5)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_cli_matches_single_process_cli(tmp_path, shared_data_dir):
+    common = [
+        "train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "8", "--hidden-dim", "32",
+        "--epochs", "2", "--max-train-docs", "300", "--seed", "3", "--no-progress",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "latentnlp", *common, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+         "-m", "latentnlp", *common, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, env=env,
+    )
+    assert two.returncode == 0, two.stderr
+    assert RunDirectory(tmp_path / "two").read_config()["world_size"] == 2
+    a = RunDirectory(tmp_path / "one").load_model().state_dict()
+    b = RunDirectory(tmp_path / "two").load_model().state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
