@@ -1,6 +1,7 @@
 """The command line end to end on a slice of the real 20 Newsgroups corpus."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -67,3 +68,53 @@ def test_clear_errors(tmp_path, trained_run, capsys):
     assert "notaword" in capsys.readouterr().err
     assert main(["train", "nvdm", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "1"]) == 2
     assert "20news-nvdm" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_different_model(trained_run, capsys, shared_data_dir):
+    rc = main(["train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "12", "--hidden-dim", "64",
+               "--epochs", "4", "--max-train-docs", "1500", "--out", str(trained_run), "--no-progress"])
+    assert rc == 2
+    assert "latent_dim" in capsys.readouterr().err
+
+
+def test_resume_continues_a_finished_run(trained_run, shared_data_dir, tmp_path):
+    # Same command with more epochs: continues from the checkpoint at epoch 3.
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    rc = main(["train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "10", "--hidden-dim", "64",
+               "--epochs", "4", "--max-train-docs", "1500", "--seed", "1", "--out", str(run), "--no-progress"])
+    assert rc == 0
+    assert [r["epoch"] for r in RunDirectory(run).read_metrics()] == [1, 2, 3, 4]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, shared_data_dir):
+    """SIGKILL mid-training, then the same command: training continues from the last complete epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "latentnlp", "train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "8",
+           "--hidden-dim", "32", "--max-train-docs", "2000", "--patience", "0", "--seed", "2", "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen([*cmd, "--epochs", "10000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            metrics = out / "metrics.jsonl"
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    from latentnlp.training.checkpoint import load_tensors
+
+    _, meta = load_tensors(out / "checkpoint.safetensors")  # never torn, whenever the kill landed
+    done = meta["epoch"]
+    assert done >= 3
+    assert main([*cmd[3:], "--epochs", str(done + 2)]) == 0
+    assert [r["epoch"] for r in RunDirectory(out).read_metrics()] == list(range(1, done + 3))

@@ -34,7 +34,7 @@ from .training.trainer import TrainConfig
 log = logging.getLogger("latentnlp")
 
 # Settings of the toolkit's NVDM recipe; the paper's own values are in NVDMConfig / TrainConfig docs.
-NVDM_DEFAULTS = dict(epochs=300, batch_size=64, lr=1e-3, patience=10, valid_fraction=0.1)
+NVDM_DEFAULTS = dict(epochs=500, batch_size=64, lr=3e-4, patience=10, valid_fraction=0.1)
 
 
 @contextmanager
@@ -111,6 +111,14 @@ def cmd_train_nvdm(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         resume=not args.no_resume,
     )
+    if not args.no_resume and run.file("checkpoint.safetensors").is_file() and run.file(run.CONFIG).is_file():
+        previous = run.read_config().get("model_config", {})
+        changed = {k: (previous.get(k), v) for k, v in model_config.to_dict().items() if previous.get(k) != v}
+        if changed:
+            raise ValueError(
+                f"{run.path} holds a checkpoint of a different model (field: (checkpoint, now) = {changed}); "
+                "pass --no-resume to start over or choose another --out"
+            )
     if ctx.is_main:
         run.write_config(
             {
