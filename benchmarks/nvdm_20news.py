@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from latentnlp.cli import NVDM_DEFAULTS, load_splits
+from latentnlp.cli import NVDM_DEFAULTS, load_splits, write_run_metadata
 from latentnlp.data.paths import resolve_data_dir
 from latentnlp.models.document.nvdm import NVDM, NVDMConfig
 from latentnlp.runs import RunDirectory
@@ -52,6 +52,8 @@ def run_one(latent_dim: int, args: argparse.Namespace, splits) -> dict:
         progress=False,
         resume=False,
     )
+    write_run_metadata(RunDirectory(run_dir), model.config, config, "20news-nvdm", args.resolved_data_dir,
+                       NVDM_DEFAULTS["valid_fraction"], 0, splits["train"], splits["valid"], args.seed)
     t0 = time.perf_counter()
     model.fit(splits["train"], splits["valid"], config, run_dir=str(run_dir))
     train_seconds = time.perf_counter() - t0
@@ -93,14 +95,15 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    splits = load_splits("20news-nvdm", str(resolve_data_dir(args.data_dir)), NVDM_DEFAULTS["valid_fraction"], 0)
+    args.resolved_data_dir = str(resolve_data_dir(args.data_dir).resolve())
+    splits = load_splits("20news-nvdm", args.resolved_data_dir, NVDM_DEFAULTS["valid_fraction"], 0)
     rows = [run_one(k, args, splits) for k in args.latent_dims]
     out = {
         "benchmark": "nvdm_20news",
         "data": {k: {"docs": len(v), "tokens": v.n_tokens} for k, v in splits.items()},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__, "python": sys.version.split()[0]},
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "resolved_data_dir")},
         "results": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

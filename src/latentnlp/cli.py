@@ -52,6 +52,40 @@ def load_splits(dataset: str, data_dir: str | None, valid_fraction: float, split
     return {"train": train, "valid": valid, "test": corpora["test"]}
 
 
+def write_run_metadata(
+    run: RunDirectory,
+    model_config: NVDMConfig,
+    train_config: TrainConfig,
+    dataset: str,
+    data_dir: str,
+    valid_fraction: float,
+    split_seed: int,
+    train: BowCorpus,
+    valid: BowCorpus,
+    seed: int,
+    world_size: int = 1,
+) -> None:
+    """``config.json`` and ``vocab.txt`` of an NVDM run, so ``evaluate``/``topics`` can find model and data."""
+    run.write_config(
+        {
+            "model": "nvdm",
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "data": {
+                "dataset": dataset,
+                "data_dir": data_dir,
+                "valid_fraction": valid_fraction,
+                "split_seed": split_seed,
+                "n_train": len(train),
+                "n_valid": len(valid),
+            },
+            "seed": seed,
+            "world_size": world_size,
+        }
+    )
+    run.write_vocab(train.vocab)
+
+
 # ------------------------------------------------------------------- train
 def _add_train_nvdm(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nvdm", help="Neural Variational Document Model (Miao et al. 2016)")
@@ -83,7 +117,7 @@ def _add_train_nvdm(sub: argparse._SubParsersAction) -> None:
 def cmd_train_nvdm(args: argparse.Namespace) -> int:
     ctx = init_from_env()
     run = RunDirectory(args.out)
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = resolve_data_dir(args.data_dir).resolve()
     splits = load_splits(args.dataset, str(data_dir), args.valid_fraction, args.split_seed)
     train, valid = splits["train"], splits["valid"]
     if args.max_train_docs is not None:
@@ -120,24 +154,10 @@ def cmd_train_nvdm(args: argparse.Namespace) -> int:
                 "pass --no-resume to start over or choose another --out"
             )
     if ctx.is_main:
-        run.write_config(
-            {
-                "model": "nvdm",
-                "model_config": model_config.to_dict(),
-                "train_config": train_config.to_dict(),
-                "data": {
-                    "dataset": args.dataset,
-                    "data_dir": str(data_dir),
-                    "valid_fraction": args.valid_fraction,
-                    "split_seed": args.split_seed,
-                    "n_train": len(train),
-                    "n_valid": len(valid),
-                },
-                "seed": args.seed,
-                "world_size": ctx.world_size,
-            }
+        write_run_metadata(
+            run, model_config, train_config, args.dataset, str(data_dir), args.valid_fraction, args.split_seed,
+            train, valid, args.seed, ctx.world_size,
         )
-        run.write_vocab(train.vocab)
         log.info("train %d docs / %d tokens, valid %d docs (held out of train)", len(train), train.n_tokens, len(valid))
     with _seeded(args.seed):
         model = NVDM(model_config)
