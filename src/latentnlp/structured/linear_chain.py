@@ -1,0 +1,513 @@
+"""Batched linear-chain dynamic programs (forward algorithm, marginals, Viterbi, sampling).
+
+One forward recursion, written once over a :mod:`semiring <.semirings>`, serves
+every linear-chain model of the toolkit: hidden Markov models
+(:func:`hmm_potentials`) and linear-chain CRFs (:func:`crf_potentials`) are only
+converters from their parameters to the generic :class:`ChainPotentials`
+(the design of Torch-Struct's ``LinearChain``; Rush 2020).
+
+Potentials (all scores in nats, log space; ``-inf`` forbids a choice)
+--------------------------------------------------------------------
+A batch of ``B`` chains padded to ``N`` positions over ``C`` states is scored by
+
+* ``start : (B, C)`` — ``start[b, i]`` is the score of ``z_0 = i`` (for an HMM:
+  ``log pi_i + log b_i(x_0)``);
+* ``edge : (B, N-1, C, C)`` — ``edge[b, n, i, j]`` is the score of the pair
+  ``(z_n = i, z_{n+1} = j)`` with everything that depends on ``z_{n+1}`` folded
+  in (for an HMM: ``log a_ij + log b_j(x_{n+1})``).
+
+and chain ``b`` has ``lengths[b]`` (``1 <= L <= N``) real positions. The score
+of a path ``z_0 .. z_{L-1}`` is
+
+    s(z) = start[z_0] + sum_{n=0}^{L-2} edge[n, z_n, z_{n+1}],
+
+and ``Z = sum_z exp(s(z))``. The separate ``start`` term is what lets a chain
+of length 1 (no edges at all; ``N == 1`` gives ``edge`` of shape
+``(B, 0, C, C)``) have a well defined ``Z = sum_i exp(start[i])``. Edges at or
+beyond a chain's end (``n >= L - 1``) are padding: their values, even NaN, are
+ignored and their marginals are exactly 0.
+
+Algorithms (Rabiner 1989, "A tutorial on hidden Markov models", Sec. III)
+-----------------------------------------------------------------------
+* :func:`log_partition` — forward algorithm in the log semiring, ``(B,)``; cost
+  ``O(B N C^2)`` time, ``N`` sequential steps.
+* :func:`marginals`, :func:`node_marginals`, :func:`posterior` — gradients of
+  ``log Z`` (Eisner 2016, "Inside-outside and forward-backward algorithms are
+  just backprop"): the backward pass of autograd *is* the backward algorithm.
+* :func:`viterbi` — the same recursion in the max semiring; the best path is
+  read from the gradient of its score (one-hot edge indicators).
+* :func:`sample` — forward filtering, backward sampling (Carter & Kohn 1994;
+  Frühwirth-Schnatter 1994): exact samples from ``p(z) = exp(s(z)) / Z``.
+* :func:`path_score` — ``s(z)`` of given paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .semirings import LogSemiring, MaxSemiring, Semiring
+
+__all__ = [
+    "ChainPotentials",
+    "ChainPosterior",
+    "log_partition",
+    "marginals",
+    "node_marginals",
+    "posterior",
+    "viterbi",
+    "sample",
+    "path_score",
+    "hmm_potentials",
+    "crf_potentials",
+]
+
+
+@dataclass(frozen=True)
+class ChainPotentials:
+    """Log potentials of a batch of linear chains (see the module docstring for the convention).
+
+    Attributes:
+        start: ``(B, C)`` float, score of the first state, nats.
+        edge: ``(B, N-1, C, C)`` float, ``edge[b, n, i, j]`` = score of ``(z_n = i, z_{n+1} = j)``, nats.
+
+    Raises:
+        ValueError: if the shapes or dtypes disagree (the message shows both shapes).
+    """
+
+    start: torch.Tensor
+    edge: torch.Tensor
+
+    def __post_init__(self) -> None:
+        start, edge = self.start, self.edge
+        if not isinstance(start, torch.Tensor) or not isinstance(edge, torch.Tensor):
+            raise ValueError("ChainPotentials.start and .edge must be torch tensors")
+        if start.dim() != 2 or edge.dim() != 4:
+            raise ValueError(
+                f"expected start (B, C) and edge (B, N-1, C, C), got start {tuple(start.shape)} "
+                f"and edge {tuple(edge.shape)}"
+            )
+        B, C = start.shape
+        if edge.shape[0] != B or edge.shape[2] != C or edge.shape[3] != C:
+            raise ValueError(
+                f"edge has shape {tuple(edge.shape)}, expected ({B}, N-1, {C}, {C}) to match start {tuple(start.shape)}"
+            )
+        if not start.is_floating_point() or start.dtype != edge.dtype:
+            raise ValueError(f"start and edge must share one floating dtype, got {start.dtype} and {edge.dtype}")
+        if C < 1:
+            raise ValueError(f"need at least one state, got start of shape {tuple(start.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        """``B``."""
+        return self.start.shape[0]
+
+    @property
+    def max_length(self) -> int:
+        """``N``, the padded number of positions (``edge.shape[1] + 1``)."""
+        return self.edge.shape[1] + 1
+
+    @property
+    def num_states(self) -> int:
+        """``C``."""
+        return self.start.shape[1]
+
+
+@dataclass(frozen=True)
+class ChainPosterior:
+    """Everything one forward-backward pass gives.
+
+    Attributes:
+        log_partition: ``(B,)`` ``log Z`` in nats (``-inf`` if every path is forbidden).
+        node: ``(B, N, C)`` ``p(z_n = i)``; 0 at padding and for impossible chains.
+        edge: ``(B, N-1, C, C)`` ``p(z_n = i, z_{n+1} = j)``; 0 at padding and for impossible chains.
+    """
+
+    log_partition: torch.Tensor
+    node: torch.Tensor
+    edge: torch.Tensor
+
+
+# --------------------------------------------------------------------------- checks
+def _check_lengths(lengths: torch.Tensor, batch_size: int, max_length: int, device: torch.device) -> torch.Tensor:
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.shape != (batch_size,):
+        raise ValueError(f"lengths has shape {tuple(lengths.shape)}, expected ({batch_size},)")
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    lengths = lengths.to(device=device, dtype=torch.long)
+    bad = ((lengths < 1) | (lengths > max_length)).nonzero().flatten()
+    if bad.numel():
+        b = bad[0].item()
+        raise ValueError(
+            f"lengths must lie in [1, N={max_length}], got lengths[{b}] = {lengths[b].item()} "
+            f"({bad.numel()} bad entries)"
+        )
+    return lengths
+
+
+def _check(potentials: ChainPotentials, lengths: torch.Tensor) -> torch.Tensor:
+    if not isinstance(potentials, ChainPotentials):
+        raise ValueError(f"potentials must be a ChainPotentials, got {type(potentials).__name__}")
+    return _check_lengths(lengths, potentials.batch_size, potentials.max_length, potentials.start.device)
+
+
+def _edge_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """``(B, N-1)`` bool: edge ``n`` of chain ``b`` is real iff ``n + 1 < lengths[b]``."""
+    positions = torch.arange(1, max_length, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- the dynamic program
+def _forward(
+    semiring: type[Semiring], start: torch.Tensor, edge: torch.Tensor, lengths: torch.Tensor, keep_all: bool = False
+) -> torch.Tensor:
+    """Forward recursion ``alpha_{n+1}[j] = sum_i alpha_n[i] * edge[n, i, j]`` in ``semiring``.
+
+    A chain's alpha is carried unchanged past its end, so the returned final
+    alpha is ``alpha_{L-1}`` of every chain. Returns ``(B, C)``, or ``(B, N, C)``
+    with every step when ``keep_all``.
+    """
+    mask = _edge_mask(lengths, edge.shape[1] + 1)  # (B, N-1)
+    # Padding is replaced by `one` so that NaN or inf there cannot reach real values or gradients.
+    edge = torch.where(mask[:, :, None, None], edge, torch.full_like(edge, semiring.one))
+    alpha = start  # (B, C)
+    steps = [alpha]
+    # unbind once: indexing edge[:, n] in the loop would make autograd build a full-size
+    # gradient per step (quadratic in N).
+    for n, edge_n in enumerate(edge.unbind(1)):
+        # (B, C, 1) * (B, C, C) summed over the previous state i -> (B, C)
+        new = semiring.sum(semiring.mul(alpha.unsqueeze(-1), edge_n), dim=-2)
+        alpha = torch.where(mask[:, n, None], new, alpha)
+        if keep_all:
+            steps.append(alpha)
+    return torch.stack(steps, dim=1) if keep_all else alpha
+
+
+def _total_and_gradients(
+    semiring: type[Semiring], potentials: ChainPotentials, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Semiring total ``(B,)`` and its gradients w.r.t. ``start`` ``(B, C)`` and ``edge`` ``(B, N-1, C, C)``."""
+    with torch.enable_grad():
+        start = potentials.start.detach().requires_grad_(True)
+        edge = potentials.edge.detach().requires_grad_(True)
+        total = semiring.sum(_forward(semiring, start, edge, lengths), dim=-1)  # (B,)
+        grad_start, grad_edge = torch.autograd.grad(total.sum(), (start, edge), allow_unused=True)
+    if grad_start is None:
+        grad_start = torch.zeros_like(start)
+    if grad_edge is None:  # N == 1: no edges at all
+        grad_edge = torch.zeros_like(edge)
+    return total.detach(), grad_start, grad_edge
+
+
+def _node_from_edges(start_marginal: torch.Tensor, edge_marginal: torch.Tensor) -> torch.Tensor:
+    """``(B, N, C)`` node quantities: position 0 from ``start``, position ``n >= 1`` summed over ``z_{n-1}``."""
+    return torch.cat([start_marginal.unsqueeze(1), edge_marginal.sum(dim=-2)], dim=1)
+
+
+# --------------------------------------------------------------------------- public API
+def log_partition(potentials: ChainPotentials, lengths: torch.Tensor) -> torch.Tensor:
+    """Log partition function ``log Z`` of each chain (forward algorithm, log semiring).
+
+    Args:
+        potentials: :class:`ChainPotentials` with ``start (B, C)`` and ``edge (B, N-1, C, C)``, nats.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+
+    Returns:
+        ``(B,)`` ``log Z`` in nats; ``-inf`` for a chain whose every path is
+        forbidden. Differentiable with respect to the potentials (its gradient
+        is :func:`posterior`'s marginals).
+
+    Raises:
+        ValueError: on inconsistent shapes, non-integer ``lengths`` or a length outside ``[1, N]``.
+
+    Source: Rabiner (1989), Eq. 19-21, in log space; Torch-Struct ``LinearChain``.
+    """
+    lengths = _check(potentials, lengths)
+    return LogSemiring.sum(_forward(LogSemiring, potentials.start, potentials.edge, lengths), dim=-1)
+
+
+def posterior(potentials: ChainPotentials, lengths: torch.Tensor) -> ChainPosterior:
+    """``log Z`` with node and edge marginals, from one forward and one backward (autograd) pass.
+
+    The marginals are the gradient of ``log Z`` with respect to the potentials
+    (Eisner 2016): ``p(z_n = i, z_{n+1} = j) = d log Z / d edge[n, i, j]`` and
+    ``p(z_0 = i) = d log Z / d start[i]``. They are returned detached.
+
+    Args and errors: as :func:`log_partition`.
+
+    Returns:
+        A :class:`ChainPosterior` (``log_partition (B,)``, ``node (B, N, C)``,
+        ``edge (B, N-1, C, C)``). Each real position's node marginals sum to 1
+        and padding is 0; a chain with ``log Z = -inf`` has all-zero marginals.
+    """
+    lengths = _check(potentials, lengths)
+    log_z, grad_start, grad_edge = _total_and_gradients(LogSemiring, potentials, lengths)
+    return ChainPosterior(log_partition=log_z, node=_node_from_edges(grad_start, grad_edge), edge=grad_edge)
+
+
+def marginals(potentials: ChainPotentials, lengths: torch.Tensor) -> torch.Tensor:
+    """Edge marginals ``p(z_n = i, z_{n+1} = j)``, shape ``(B, N-1, C, C)``, 0 at padding.
+
+    See :func:`posterior` (same arguments, errors and source).
+    """
+    return posterior(potentials, lengths).edge
+
+
+def node_marginals(potentials: ChainPotentials, lengths: torch.Tensor) -> torch.Tensor:
+    """Node (unary) marginals ``p(z_n = i)``, shape ``(B, N, C)``, 0 at padding.
+
+    See :func:`posterior` (same arguments, errors and source).
+    """
+    return posterior(potentials, lengths).node
+
+
+def viterbi(potentials: ChainPotentials, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Highest-scoring path of each chain (Viterbi algorithm, max semiring).
+
+    The forward recursion runs in the max semiring; the gradient of the best
+    score with respect to the potentials is the one-hot indicator of a best
+    path, from which the path is read (this replaces explicit backpointers;
+    Torch-Struct, Eisner 2016). Ties are broken by ``torch.max``.
+
+    Args:
+        potentials: :class:`ChainPotentials` with ``start (B, C)`` and ``edge (B, N-1, C, C)``, nats.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+
+    Returns:
+        ``(paths, scores)``: ``paths`` is a ``(B, N)`` LongTensor of states with
+        ``-1`` at padding positions; ``scores`` is ``(B,)``, the best path's
+        score ``s(z)`` in nats. When every path of a chain is forbidden its
+        score is ``-inf`` and its path is an arbitrary (forbidden) one.
+
+    Raises:
+        ValueError: as :func:`log_partition`.
+
+    Source: Viterbi (1967); Rabiner (1989), Sec. III-B, Eq. 30-35.
+    """
+    lengths = _check(potentials, lengths)
+    scores, grad_start, grad_edge = _total_and_gradients(MaxSemiring, potentials, lengths)
+    indicators = _node_from_edges(grad_start, grad_edge)  # (B, N, C), one-hot at real positions
+    paths = indicators.argmax(dim=-1)
+    positions = torch.arange(potentials.max_length, device=paths.device)
+    paths = torch.where(positions.unsqueeze(0) < lengths.unsqueeze(1), paths, torch.full_like(paths, -1))
+    return paths, scores
+
+
+def path_score(potentials: ChainPotentials, lengths: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """Score ``s(z) = start[z_0] + sum_{n < L-1} edge[n, z_n, z_{n+1}]`` of given paths.
+
+    Args:
+        potentials: :class:`ChainPotentials` (``start (B, C)``, ``edge (B, N-1, C, C)``), nats.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+        paths: ``(B, N)`` integer tensor of states; entries at padding are ignored.
+
+    Returns:
+        ``(B,)`` scores in nats (``log p(z)`` after subtracting :func:`log_partition`).
+        Differentiable with respect to the potentials.
+
+    Raises:
+        ValueError: on a shape mismatch or a state outside ``[0, C)`` at a real position.
+    """
+    lengths = _check(potentials, lengths)
+    B, N, C = potentials.batch_size, potentials.max_length, potentials.num_states
+    paths = torch.as_tensor(paths, device=potentials.start.device)
+    if paths.shape != (B, N):
+        raise ValueError(f"paths has shape {tuple(paths.shape)}, expected ({B}, {N})")
+    real = torch.arange(N, device=paths.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
+    bad = (real & ((paths < 0) | (paths >= C))).nonzero()
+    if bad.numel():
+        b, n = bad[0].tolist()
+        raise ValueError(f"paths[{b}, {n}] = {paths[b, n].item()} is not a state in [0, {C})")
+    z = torch.where(real, paths, torch.zeros_like(paths)).long()
+    score = potentials.start.gather(1, z[:, :1]).squeeze(1)
+    if N > 1:
+        # edge[b, n, z_n, z_{n+1}]
+        rows = potentials.edge.gather(2, z[:, :-1, None, None].expand(B, N - 1, 1, C)).squeeze(2)  # (B, N-1, C)
+        pair = rows.gather(2, z[:, 1:, None]).squeeze(2)  # (B, N-1)
+        mask = _edge_mask(lengths, N)
+        score = score + torch.where(mask, pair, torch.zeros_like(pair)).sum(dim=1)
+    return score
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw from ``Categorical(softmax(logits))`` per row (Gumbel-max trick); ``-inf`` logits never win."""
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    u = u.clamp_min(torch.finfo(logits.dtype).tiny)
+    return (logits - torch.log(-torch.log(u))).argmax(dim=-1)
+
+
+def sample(
+    potentials: ChainPotentials,
+    lengths: torch.Tensor,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Exact samples from ``p(z) = exp(s(z)) / Z`` by forward filtering, backward sampling.
+
+    The forward pass keeps ``alpha_n`` (log semiring); then ``z_{L-1}`` is drawn
+    with probability proportional to ``exp(alpha_{L-1})`` and, going back,
+    ``z_n`` with probability proportional to ``exp(alpha_n[i] + edge[n, i, z_{n+1}])``.
+
+    Args:
+        potentials: :class:`ChainPotentials` (``start (B, C)``, ``edge (B, N-1, C, C)``), nats.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+        num_samples: ``S >= 1`` paths per chain.
+        generator: the source of randomness (``None``: torch's default generator).
+
+    Returns:
+        ``(S, B, N)`` LongTensor of states, ``-1`` at padding. Chains whose every
+        path is forbidden get arbitrary paths.
+
+    Raises:
+        ValueError: as :func:`log_partition`, or if ``num_samples < 1``.
+
+    Source: Carter & Kohn (1994); Frühwirth-Schnatter (1994); Rabiner (1989) for the forward pass.
+    """
+    lengths = _check(potentials, lengths)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    S, B, N, C = num_samples, potentials.batch_size, potentials.max_length, potentials.num_states
+    with torch.no_grad():
+        start, edge = potentials.start.detach(), potentials.edge.detach()
+        alphas = _forward(LogSemiring, start, edge, lengths, keep_all=True)  # (B, N, C)
+        out = torch.full((S, B, N), -1, dtype=torch.long, device=start.device)
+        following = torch.zeros((S, B), dtype=torch.long, device=start.device)  # z_{n+1}
+        for n in reversed(range(N)):
+            logits = alphas[:, n].unsqueeze(0).expand(S, B, C)
+            if n < N - 1:
+                # edge[b, n, i, z_{n+1}] for every i -> (S, B, C)
+                into_next = edge[:, n].unsqueeze(0).expand(S, B, C, C).gather(
+                    3, following[:, :, None, None].expand(S, B, C, 1)
+                ).squeeze(3)
+                inside = (n < lengths - 1).view(1, B, 1)  # not the chain's last position
+                logits = torch.where(inside, logits + into_next, logits)
+            draw = _gumbel_argmax(logits, generator)  # (S, B)
+            real = (n < lengths).unsqueeze(0)
+            out[:, :, n] = torch.where(real, draw, torch.full_like(draw, -1))
+            following = torch.where(real, draw, torch.zeros_like(draw))
+    return out
+
+
+# --------------------------------------------------------------------------- converters
+def _check_observations(observations: torch.Tensor, lengths: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    if observations.dim() != 2:
+        raise ValueError(f"observations must have shape (B, N), got {tuple(observations.shape)}")
+    if observations.is_floating_point() or observations.is_complex() or observations.dtype == torch.bool:
+        raise ValueError(f"observations must be an integer tensor, got dtype {observations.dtype}")
+    B, N = observations.shape
+    lengths = _check_lengths(lengths, B, N, observations.device)
+    real = torch.arange(N, device=observations.device).unsqueeze(0) < lengths.unsqueeze(1)
+    bad = (real & ((observations < 0) | (observations >= vocab_size))).nonzero()
+    if bad.numel():
+        b, n = bad[0].tolist()
+        raise ValueError(
+            f"observations[{b}, {n}] = {observations[b, n].item()} is outside the vocabulary [0, {vocab_size})"
+        )
+    return torch.where(real, observations, torch.zeros_like(observations)).long()
+
+
+def hmm_potentials(
+    log_init: torch.Tensor,
+    log_transition: torch.Tensor,
+    log_emission: torch.Tensor,
+    observations: torch.Tensor,
+    lengths: torch.Tensor,
+) -> ChainPotentials:
+    """Potentials of a hidden Markov model with categorical emissions, given observations.
+
+    With ``pi_i = p(z_0 = i)``, ``a_ij = p(z_{n+1} = j | z_n = i)`` and
+    ``b_j(v) = p(x_n = v | z_n = j)`` (Rabiner 1989's notation),
+
+        start[b, i]      = log pi_i + log b_i(x_{b,0})
+        edge[b, n, i, j] = log a_ij + log b_j(x_{b,n+1})
+
+    so that ``log Z = log p(x_b)`` and ``s(z) = log p(x_b, z)`` (nats).
+
+    Args:
+        log_init: ``(C,)`` log initial probabilities ``log pi``.
+        log_transition: ``(C, C)`` log transition probabilities, rows indexed by the previous state.
+        log_emission: ``(C, V)`` log emission probabilities, rows indexed by the state.
+        observations: ``(B, N)`` integer word ids in ``[0, V)``; padding values are ignored.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+
+    Returns:
+        :class:`ChainPotentials` with ``start (B, C)`` and ``edge (B, N-1, C, C)``
+        in the dtype of ``log_emission``; differentiable w.r.t. the parameters.
+
+    Raises:
+        ValueError: on inconsistent shapes, bad lengths, or a word id outside
+        ``[0, V)`` at a real position (the message names the batch row and position).
+
+    Source: Rabiner (1989), Sec. II-III; Torch-Struct ``LinearChain.hmm``.
+    """
+    if log_emission.dim() != 2:
+        raise ValueError(f"log_emission must have shape (C, V), got {tuple(log_emission.shape)}")
+    C, V = log_emission.shape
+    if log_init.shape != (C,):
+        raise ValueError(f"log_init has shape {tuple(log_init.shape)}, expected ({C},) to match log_emission")
+    if log_transition.shape != (C, C):
+        raise ValueError(f"log_transition has shape {tuple(log_transition.shape)}, expected ({C}, {C})")
+    obs = _check_observations(torch.as_tensor(observations, device=log_emission.device), lengths, V)
+    emit = log_emission.t()[obs]  # (B, N, C): emit[b, n, j] = log b_j(x_{b,n})
+    start = log_init.to(emit.dtype).unsqueeze(0) + emit[:, 0]  # (B, C)
+    edge = log_transition.to(emit.dtype)[None, None] + emit[:, 1:, None, :]  # (B, N-1, C, C)
+    return ChainPotentials(start=start, edge=edge)
+
+
+def crf_potentials(
+    unary: torch.Tensor,
+    transition: torch.Tensor,
+    lengths: torch.Tensor,
+    start: torch.Tensor | None = None,
+    end: torch.Tensor | None = None,
+) -> ChainPotentials:
+    """Potentials of a linear-chain CRF from per-position and transition scores.
+
+    The score of tags ``z`` of a sentence of length ``L`` is
+
+        s(z) = start[z_0] + sum_{n<L} unary[n, z_n] + sum_{n<L-1} transition[z_n, z_{n+1}] + end[z_{L-1}],
+
+    and the conversion is ``start_pot[b, i] = start[i] + unary[b, 0, i]``,
+    ``edge[b, n, i, j] = transition[i, j] + unary[b, n+1, j]``, with ``end``
+    added to the last real position of each chain (to the edge into it, or to
+    ``start_pot`` when ``L == 1``) — hence ``lengths`` is needed here.
+
+    Args:
+        unary: ``(B, N, C)`` emission scores (e.g. a network's outputs), nats.
+        transition: ``(C, C)`` transition scores, rows indexed by the previous tag.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+        start: optional ``(C,)`` scores of the first tag (default 0).
+        end: optional ``(C,)`` scores of the last tag (default 0).
+
+    Returns:
+        :class:`ChainPotentials` (``start (B, C)``, ``edge (B, N-1, C, C)``),
+        differentiable with respect to every input score.
+
+    Raises:
+        ValueError: on inconsistent shapes or bad lengths.
+
+    Source: Lafferty, McCallum & Pereira (2001); Torch-Struct ``LinearChain``.
+    """
+    if unary.dim() != 3:
+        raise ValueError(f"unary must have shape (B, N, C), got {tuple(unary.shape)}")
+    B, N, C = unary.shape
+    if transition.shape != (C, C):
+        raise ValueError(f"transition has shape {tuple(transition.shape)}, expected ({C}, {C})")
+    for name, vec in (("start", start), ("end", end)):
+        if vec is not None and vec.shape != (C,):
+            raise ValueError(f"{name} has shape {tuple(vec.shape)}, expected ({C},)")
+    lengths = _check_lengths(lengths, B, N, unary.device)
+    first = unary[:, 0]
+    if start is not None:
+        first = first + start.unsqueeze(0)
+    edge = transition[None, None] + unary[:, 1:, None, :]  # (B, N-1, C, C)
+    if end is not None:
+        is_last = (torch.arange(N, device=unary.device).unsqueeze(0) == (lengths - 1).unsqueeze(1))[..., None]
+        # where, not multiplication: end may hold -inf and 0 * -inf is NaN.
+        end_term = torch.where(is_last, end.view(1, 1, C).expand(B, N, C), torch.zeros_like(unary))  # (B, N, C)
+        first = first + end_term[:, 0]
+        edge = edge + end_term[:, 1:, None, :]
+    return ChainPotentials(start=first, edge=edge)
