@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from latentnlp.cli import NVDM_DEFAULTS, load_splits, write_run_metadata
+from latentnlp.commands.nvdm import NVDM_DEFAULTS, load_splits, write_run_metadata
 from latentnlp.data.paths import resolve_data_dir
 from latentnlp.models.document.nvdm import NVDM, NVDMConfig
 from latentnlp.runs import RunDirectory

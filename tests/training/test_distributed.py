@@ -4,9 +4,7 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
