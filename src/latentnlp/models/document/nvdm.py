@@ -26,7 +26,7 @@ is the document's representation (:meth:`NVDM.transform`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import torch
