@@ -21,3 +21,12 @@ def planted_corpus(n_docs: int = 60, vocab_size: int = 30, n_topics: int = 3, do
     counts = sp.csr_matrix(np.array(rows, dtype=np.int64))
     vocab = tuple(f"w{i}" for i in range(vocab_size))
     return BowCorpus(counts=counts, vocab=vocab, labels=np.arange(n_docs, dtype=np.int64) % n_topics + 1)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that was free a moment ago (for torchrun's rendezvous in tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

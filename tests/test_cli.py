@@ -115,6 +115,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, shared_data_dir):
 
     _, meta = load_tensors(out / "checkpoint.safetensors")  # never torn, whenever the kill landed
     done = meta["epoch"]
-    assert done >= 3
+    # metrics.jsonl gets epoch k's line just before epoch k's checkpoint, so the kill may land between them;
+    # resuming must then drop that line and redo epoch k.
+    assert done >= 2
     assert main([*cmd[3:], "--epochs", str(done + 2)]) == 0
     assert [r["epoch"] for r in RunDirectory(out).read_metrics()] == list(range(1, done + 3))

@@ -6,7 +6,11 @@ The main entry points::
 """
 
 from .data import BowCorpus, build_bow, load_20news, read_feat
-from .evaluation.perplexity import PerplexityReport, corpus_perplexity, per_document_perplexity
+from .evaluation.perplexity import (
+    PerplexityReport,
+    corpus_perplexity,
+    per_document_perplexity,
+)
 from .models.document.nvdm import NVDM, NVDMConfig
 from .runs import RunDirectory
 from .training.trainer import TrainConfig, Trainer, TrainResult

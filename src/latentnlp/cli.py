@@ -5,6 +5,11 @@
     latentnlp topics RUN_DIR [--n-words 10]
     latentnlp neighbors RUN_DIR WORD [--n-words 10]
     latentnlp transform RUN_DIR [--split test] --out MEANS.npy
+    latentnlp train hmm --train FILE [--unsupervised --states K] --out RUN_DIR
+    latentnlp tag RUN_DIR < sentences.txt
+    latentnlp evaluate RUN_DIR --test FILE          (HMM: accuracy, or M-1/1-1/V-measure)
+    latentnlp align --source F --target E --model ibm1|ibm2 --iterations N --out RUN_DIR
+    latentnlp evaluate RUN_DIR --gold FILE          (alignment: AER, precision, recall)
 
 ``evaluate`` and ``tag`` read the model name from ``RUN_DIR/config.json`` and
 dispatch to that model's command module (an explicit table, :data:`EVALUATORS`).
@@ -18,14 +23,17 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from .commands import align as align_commands
+from .commands import hmm as hmm_commands
 from .commands import nvdm as nvdm_commands
 from .data.bow import CorpusFormatError
 from .runs import RunDirectory
 from .training.checkpoint import CheckpointError
 
 # model name in config.json -> function(args) -> exit code
-EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_commands.evaluate}
-TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_commands.evaluate, "hmm": hmm_commands.evaluate,
+                                                          "ibm1": align_commands.evaluate, "ibm2": align_commands.evaluate}
+TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {"hmm": hmm_commands.tag}
 
 
 def _dispatch(table: dict[str, Callable[[argparse.Namespace], int]], what: str) -> Callable[[argparse.Namespace], int]:
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a run directory")
     train_sub = train.add_subparsers(dest="model", required=True)
     nvdm_commands.add_train_parser(train_sub)
+    hmm_commands.add_train_parser(train_sub)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model (what is measured depends on the model)")
     ev.add_argument("run_dir")
@@ -63,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(func=_dispatch(TAGGERS, "tag"))
 
     nvdm_commands.add_root_parsers(sub)
+    align_commands.add_root_parsers(sub)
     return parser
 
 

@@ -46,7 +46,8 @@ def _register_builtin() -> None:
 _register_builtin()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -78,7 +79,7 @@ class RunDirectory:
     # ---------------------------------------------------------------- config
     def write_config(self, config: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.file(self.CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.file(self.CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict[str, Any]:
         """Raises FileNotFoundError if the folder is not a run directory."""
@@ -90,7 +91,7 @@ class RunDirectory:
     # ----------------------------------------------------------------- vocab
     def write_vocab(self, vocab: tuple[str, ...] | list[str]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.file(self.VOCAB), "".join(w + "\n" for w in vocab))
+        atomic_write_text(self.file(self.VOCAB), "".join(w + "\n" for w in vocab))
 
     def read_vocab(self) -> tuple[str, ...]:
         path = self.file(self.VOCAB)
@@ -129,10 +130,16 @@ class RunDirectory:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def write_evaluation(self, result: dict[str, Any]) -> None:
-        _atomic_write_text(self.file(self.EVALUATION), json.dumps(result, indent=2) + "\n")
+        atomic_write_text(self.file(self.EVALUATION), json.dumps(result, indent=2) + "\n")
 
-    def plot_learning_curve(self, train_key: str = "train_loss", valid_key: str | None = None) -> Path | None:
-        """Plot ``train_key`` (and ``valid_key``, on its own axis) against epoch to ``learning_curve.png``.
+    def plot_learning_curve(
+        self,
+        train_key: str = "train_loss",
+        valid_key: str | None = None,
+        x_key: str = "epoch",
+        train_label: str | None = None,
+    ) -> Path | None:
+        """Plot ``train_key`` (and ``valid_key``, on its own axis) against ``x_key`` to ``learning_curve.png``.
 
         Returns the PNG's path, or ``None`` if there is no history yet.
         """
@@ -145,13 +152,13 @@ class RunDirectory:
         if not history:
             return None
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        epochs = [r["epoch"] for r in history if train_key in r]
+        epochs = [r[x_key] for r in history if train_key in r]
         ax.plot(epochs, [r[train_key] for r in history if train_key in r], color="tab:blue", label=train_key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{train_key} (nats / document)", color="tab:blue")
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(train_label or f"{train_key} (nats / document)", color="tab:blue")
         if valid_key is not None and any(valid_key in r for r in history):
             ax2 = ax.twinx()
-            ve = [r["epoch"] for r in history if valid_key in r]
+            ve = [r[x_key] for r in history if valid_key in r]
             ax2.plot(ve, [r[valid_key] for r in history if valid_key in r], color="tab:red", label=valid_key)
             ax2.set_ylabel(valid_key, color="tab:red")
         ax.set_title(self.path.name)

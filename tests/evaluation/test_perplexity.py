@@ -3,7 +3,11 @@ import math
 import pytest
 import torch
 
-from latentnlp.evaluation.perplexity import PerplexityReport, corpus_perplexity, per_document_perplexity
+from latentnlp.evaluation.perplexity import (
+    PerplexityReport,
+    corpus_perplexity,
+    per_document_perplexity,
+)
 
 
 def test_per_document_and_corpus_perplexity_by_hand():

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from latentnlp.evaluation.tagging import accuracy
-from latentnlp.models.sequence.hmm import ExpectedCounts, HiddenMarkovModel, HMMConfig, expected_counts
+from latentnlp.models.sequence.hmm import (
+    ExpectedCounts,
+    HiddenMarkovModel,
+    HMMConfig,
+    expected_counts,
+)
 
 C, V = 3, 5
 

@@ -1,7 +1,6 @@
 """Two processes on the gloo backend give the same model as one process (DDP, common random numbers)."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from latentnlp.runs import RunDirectory
 from latentnlp.training.checkpoint import atomic_save_tensors, load_tensors
 from latentnlp.training.distributed import DistributedContext, shard_bounds
 from latentnlp.training.trainer import TrainConfig, Trainer
-from tests.synthetic import planted_corpus
+from tests.synthetic import free_port, planted_corpus
 
 
 def _fit(ctx):
@@ -56,10 +55,6 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         torch.testing.assert_close(ddp[k], v, rtol=1e-4, atol=1e-5)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_torchrun_cli_matches_single_process_cli(tmp_path, shared_data_dir):
@@ -72,7 +67,7 @@ def test_torchrun_cli_matches_single_process_cli(tmp_path, shared_data_dir):
                          capture_output=True, text=True, env=env)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "latentnlp", *common, "--out", str(tmp_path / "two")],
         capture_output=True, text=True, env=env,
     )

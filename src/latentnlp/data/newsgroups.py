@@ -6,7 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from latentnlp.data.bow import BowCorpus, build_bow, bow_from_texts, read_feat, read_vocab
+from latentnlp.data.bow import (
+    BowCorpus,
+    bow_from_texts,
+    build_bow,
+    read_feat,
+    read_vocab,
+)
 from latentnlp.data.paths import DATA_ENV_VAR, dataset_path
 
 __all__ = ["NVDM_20NEWS", "PRODLDA_20NEWS", "load_20news", "fetch_20newsgroups_bow"]

@@ -35,7 +35,12 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save_tensors, flatten_optimizer_state, load_tensors, unflatten_optimizer_state
+from .checkpoint import (
+    atomic_save_tensors,
+    flatten_optimizer_state,
+    load_tensors,
+    unflatten_optimizer_state,
+)
 from .distributed import DistributedContext, shard_bounds
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]

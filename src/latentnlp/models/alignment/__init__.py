@@ -1,0 +1,35 @@
+"""Word-alignment models: IBM Model 1, fast_align's IBM Model 2, and symmetrisation."""
+
+from latentnlp.models.alignment.ibm import (
+    AlignmentSet,
+    ExpectedCounts,
+    IBM1Config,
+    IBM2Config,
+    IBMModel1,
+    IBMModel2,
+    diagonal_feature,
+    log_partition,
+)
+from latentnlp.models.alignment.symmetrize import (
+    SYMMETRIZATIONS,
+    grow_diag_final_and,
+    intersection,
+    symmetrize,
+    union,
+)
+
+__all__ = [
+    "SYMMETRIZATIONS",
+    "AlignmentSet",
+    "ExpectedCounts",
+    "IBM1Config",
+    "IBM2Config",
+    "IBMModel1",
+    "IBMModel2",
+    "diagonal_feature",
+    "log_partition",
+    "grow_diag_final_and",
+    "intersection",
+    "symmetrize",
+    "union",
+]

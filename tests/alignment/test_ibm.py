@@ -1,0 +1,196 @@
+"""IBM Models 1 and 2: EM monotonicity, recovery of a planted lexicon, NLTK as a peer,
+persistence, chunking invariance and two-process (gloo) EM."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from latentnlp.data.parallel import ParallelCorpus
+from latentnlp.models.alignment import IBM1Config, IBM2Config, IBMModel1, IBMModel2
+from latentnlp.models.alignment.ibm import diagonal_feature, log_partition
+from latentnlp.training.checkpoint import atomic_save_tensors, load_tensors
+from latentnlp.training.distributed import DistributedContext
+
+
+def planted_corpus(n_pairs=300, n_words=12, seed=0, null_words=True):
+    """Source word ``s<k>`` always translates to ``t<k>``; target order is shuffled, and
+    (optionally) a spurious target word ``junk`` sometimes appears (aligned to NULL)."""
+    rng = np.random.default_rng(seed)
+    src, tgt, gold = [], [], []
+    for _ in range(n_pairs):
+        ks = rng.choice(n_words, size=rng.integers(2, 6), replace=False)
+        perm = rng.permutation(len(ks))
+        t = [f"t{ks[p]}" for p in perm]
+        links = {(int(p), j) for j, p in enumerate(perm)}
+        if null_words and rng.random() < 0.3:
+            t.insert(len(t), "junk")
+        src.append([f"s{k}" for k in ks])
+        tgt.append(t)
+        gold.append(links)
+    return ParallelCorpus.from_sentences(src, tgt), gold
+
+
+def test_model1_recovers_planted_lexicon_and_alignments():
+    corpus, gold = planted_corpus()
+    m = IBMModel1(IBM1Config(n_iterations=15)).fit(corpus)
+    for k in range(12):
+        assert m.translation_prob(f"s{k}", f"t{k}") > 0.9
+        assert m.translations(f"s{k}", 1)[0][0] == f"t{k}"
+    assert m.translations(None, 1)[0][0] == "junk"
+    assert m.align(corpus).to_sets() == gold
+    # t(. | e) is a distribution for every source word (and NULL).
+    for row in m.translation_table().values():
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        IBMModel1(IBM1Config(n_iterations=12)),
+        IBMModel2(IBM2Config(n_iterations=12, model1_iterations=2, learn_tension=False)),
+        IBMModel2(IBM2Config(n_iterations=12, model1_iterations=0, learn_tension=True)),
+    ],
+)
+def test_em_log_likelihood_never_decreases(model):
+    corpus, _ = planted_corpus(n_pairs=150, seed=3)
+    model.fit(corpus)
+    ll = list(getattr(model, "model1_log_likelihood_", [])) + list(model.log_likelihood_)
+    assert all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(ll)), ll
+    # the final parameters are at least as good as the last E-step's
+    assert model.log_likelihood(corpus) >= ll[-1] - 1e-9 * abs(ll[-1])
+
+
+def test_nltk_ibm1_peer():
+    translate = pytest.importorskip("nltk.translate")
+    rng = np.random.default_rng(7)
+    vs = [f"e{i}" for i in range(15)]
+    vt = [f"f{i}" for i in range(18)]
+    src = [list(rng.choice(vs, size=rng.integers(1, 7))) for _ in range(40)]
+    # No target word twice in a sentence: NLTK normalises a target word's posteriors by the
+    # sum over all its occurrences in the sentence (``total_count[t]``), which undercounts
+    # repeated target words; standard EM (ours) counts each occurrence in full. Source
+    # words may repeat (and do here).
+    tgt = [list(rng.choice(vt, size=rng.integers(1, 7), replace=False)) for _ in range(40)]
+    # NLTK models p(words | mots) with NULL among the mots and starts from uniform t, as we do.
+    bitext = [translate.AlignedSent(t, s) for s, t in zip(src, tgt)]
+    peer = translate.IBMModel1(bitext, 4)
+    ours = IBMModel1(IBM1Config(n_iterations=4)).fit(ParallelCorpus.from_sentences(src, tgt))
+    n = 0
+    for e, row in ours.translation_table().items():
+        for f, p in row.items():
+            assert p == pytest.approx(peer.translation_table[f][e], abs=1e-6)
+            n += 1
+    assert n == ours.keys_.size > 200
+    # Viterbi alignments agree too (both break ties towards the later source word).
+    corpus = ParallelCorpus.from_sentences(src, tgt)
+    ours_links = ours.align(corpus).to_sets()
+    for k, sent in enumerate(bitext):
+        assert ours_links[k] == {(i, j) for j, i in sent.alignment if i is not None}
+
+
+def test_model2_prefers_the_diagonal_and_learns_tension():
+    # Monotone pairs with repeated words: only position tells the copies apart.
+    rng = np.random.default_rng(1)
+    src, tgt = [], []
+    for _ in range(200):
+        ks = rng.integers(0, 3, size=rng.integers(3, 8))
+        src.append([f"s{k}" for k in ks])
+        tgt.append([f"t{k}" for k in ks])
+    corpus = ParallelCorpus.from_sentences(src, tgt)
+    m2 = IBMModel2(IBM2Config(n_iterations=5, model1_iterations=3)).fit(corpus)
+    assert m2.tension_ > IBM2Config().tension
+    assert len(m2.tension_history_) == 5
+    diag = [{(j, j) for j in range(len(t))} for t in tgt]
+    assert m2.align(corpus).to_sets() == diag
+    assert m2.model1().align(corpus).to_sets() != diag  # Model 1 cannot tell the copies apart
+
+
+def test_empty_sentences_align_to_nothing():
+    corpus = ParallelCorpus.from_sentences([["a", "b"], [], ["a"]], [["A", "B"], ["A"], []])
+    for model in (IBMModel1(IBM1Config(n_iterations=3)), IBMModel2(IBM2Config(n_iterations=3, model1_iterations=1))):
+        out = model.fit_align(corpus)
+        assert len(out) == 3 and len(out[1]) == 0 and len(out[2]) == 0
+        assert np.isfinite(model.log_likelihood_).all()
+
+
+def test_chunking_long_pairs_and_unknown_words():
+    corpus, _ = planted_corpus(n_pairs=100, seed=5)
+    a = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2)).fit(corpus)
+    b = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2, chunk_links=37)).fit(corpus)
+    np.testing.assert_allclose(a.t_, b.t_, rtol=1e-9, atol=1e-15)  # summation order differs
+    assert a.tension_ == pytest.approx(b.tension_, rel=1e-10)
+    # A pair over max_length stays out of EM but is still aligned (by fit_align).
+    long_pair = ParallelCorpus.from_sentences([["s1", "s2", "s3"]], [["t3", "t1", "t2", "junk"]])
+    c = ParallelCorpus.from_sentences(
+        [corpus.sentence_pair(k)[0] for k in range(len(corpus))] + [long_pair.sentence_pair(0)[0]],
+        [corpus.sentence_pair(k)[1] for k in range(len(corpus))] + [long_pair.sentence_pair(0)[1]],
+    )
+    m = IBMModel1(IBM1Config(n_iterations=10, max_length=3))
+    out = m.fit_align(c)
+    assert m.n_skipped_pairs_ >= 1 and len(out) == len(c)
+    assert out[len(c) - 1].tolist() == [[0, 1], [1, 2], [2, 0]]
+    # Unknown words in a new corpus: aligned with t = MIN_PROB, nothing breaks.
+    new = ParallelCorpus.from_sentences([["s1", "zzz"]], [["t1", "yyy"]])
+    assert (0, 0) in m.align(new).to_sets()[0]
+    assert np.isfinite(m.log_likelihood(new))
+
+
+def test_state_round_trip(tmp_path):
+    corpus, _ = planted_corpus(n_pairs=60)
+    m = IBMModel2(IBM2Config(n_iterations=2, model1_iterations=2)).fit(corpus)
+    tensors, meta = m.state_tensors()
+    atomic_save_tensors(tmp_path / "t.safetensors", tensors, meta)
+    loaded, meta2 = load_tensors(tmp_path / "t.safetensors")
+    m2 = IBMModel2.from_state(loaded, meta2, corpus.source_vocab, corpus.target_vocab)
+    assert m2.tension_ == m.tension_
+    assert m2.align(corpus).to_sets() == m.align(corpus).to_sets()
+    with pytest.raises(ValueError, match="do not match"):
+        IBMModel2.from_state(loaded, meta2, corpus.target_vocab, corpus.source_vocab)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="p0 must lie in"):
+        IBM2Config(p0=1.5)
+    with pytest.raises(ValueError, match="n_iterations must be >= 0, got -1"):
+        IBM1Config(n_iterations=-1)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        IBMModel1().translation_prob("a", "b")
+
+
+def _worker(rank, world, init_file, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        corpus, _ = planted_corpus(n_pairs=101, seed=11)
+        m = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2)).fit(corpus, ctx=DistributedContext.current())
+        if rank == 0:
+            atomic_save_tensors(out, {"keys": torch.from_numpy(m.keys_), "t": torch.from_numpy(m.t_)}, {"tension": m.tension_, "ll": m.log_likelihood_})
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    corpus, _ = planted_corpus(n_pairs=101, seed=11)
+    single = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2)).fit(corpus)
+    out = tmp_path / "dist.safetensors"
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    tensors, meta = load_tensors(out)
+    np.testing.assert_array_equal(tensors["keys"].numpy(), single.keys_)
+    np.testing.assert_allclose(tensors["t"].numpy(), single.t_, rtol=1e-8, atol=1e-14)
+    assert meta["tension"] == pytest.approx(single.tension_, rel=1e-8)
+    np.testing.assert_allclose(meta["ll"], single.log_likelihood_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [0.1, 4.0, 14.0])
+def test_log_partition_closed_form_matches_the_sum(lam):
+    cells = [(l, m, j) for l in (1, 2, 7, 40) for m in (1, 3, 25) for j in range(1, m + 1)]
+    l, m, j = (np.array(x) for x in zip(*cells))
+    got = log_partition(lam, l, m, j)
+    for k, (li, mi, ji) in enumerate(cells):
+        i = np.arange(1, li + 1)
+        assert got[k] == pytest.approx(np.log(np.exp(lam * diagonal_feature(i, ji, li, mi)).sum()), rel=1e-12)
