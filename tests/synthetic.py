@@ -30,3 +30,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_one_and_two_processes(args: list[str], out_one, out_two) -> None:
+    """Run ``latentnlp ARGS --out OUT`` once as one process and once under torchrun with 2 processes.
+
+    Raises AssertionError with the process's stderr if either run fails.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "latentnlp", *args, "--out", str(out_one)],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+         "-m", "latentnlp", *args, "--out", str(out_two)],
+        capture_output=True, text=True, env=env,
+    )
+    assert two.returncode == 0, two.stderr

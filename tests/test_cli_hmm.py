@@ -2,8 +2,6 @@
 
 import io
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -12,7 +10,7 @@ from latentnlp.cli import main
 from latentnlp.commands.hmm import load_hmm
 from latentnlp.data.tagged import read_treebank_zip, treebank_sample_path, ud_ewt_path
 from latentnlp.runs import RunDirectory
-from tests.synthetic import free_port
+from tests.synthetic import run_one_and_two_processes
 
 
 def _head_conllu(src, dst, n):
@@ -104,16 +102,7 @@ def test_treebank_zip_and_wordtag_formats(tmp_path, shared_data_dir, capsys):
 def test_torchrun_em_matches_single_process(slices, tmp_path):
     common = ["train", "hmm", "--train", str(slices[0]), "--unsupervised", "--states", "8", "--iterations", "6",
               "--tol", "-1", "--max-sentences", "150", "--seed", "1"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "latentnlp", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-         "-m", "latentnlp", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, env=env,
-    )
-    assert two.returncode == 0, two.stderr
+    run_one_and_two_processes(common, tmp_path / "one", tmp_path / "two")
     assert RunDirectory(tmp_path / "two").read_config()["world_size"] == 2
     a = [r["log_likelihood"] for r in RunDirectory(tmp_path / "one").read_metrics()]
     b = [r["log_likelihood"] for r in RunDirectory(tmp_path / "two").read_metrics()]

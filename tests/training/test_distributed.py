@@ -1,8 +1,5 @@
 """Two processes on the gloo backend give the same model as one process (DDP, common random numbers)."""
 
-import os
-import subprocess
-import sys
 
 import torch
 import torch.distributed as dist
@@ -13,7 +10,7 @@ from latentnlp.runs import RunDirectory
 from latentnlp.training.checkpoint import atomic_save_tensors, load_tensors
 from latentnlp.training.distributed import DistributedContext, shard_bounds
 from latentnlp.training.trainer import TrainConfig, Trainer
-from tests.synthetic import free_port, planted_corpus
+from tests.synthetic import planted_corpus, run_one_and_two_processes
 
 
 def _fit(ctx):
@@ -62,16 +59,7 @@ def test_torchrun_cli_matches_single_process_cli(tmp_path, shared_data_dir):
         "train", "nvdm", "--data-dir", str(shared_data_dir), "--latent-dim", "8", "--hidden-dim", "32",
         "--epochs", "2", "--max-train-docs", "300", "--seed", "3", "--no-progress",
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "latentnlp", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-         "-m", "latentnlp", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, env=env,
-    )
-    assert two.returncode == 0, two.stderr
+    run_one_and_two_processes(common, tmp_path / "one", tmp_path / "two")
     assert RunDirectory(tmp_path / "two").read_config()["world_size"] == 2
     a = RunDirectory(tmp_path / "one").load_model().state_dict()
     b = RunDirectory(tmp_path / "two").load_model().state_dict()
