@@ -53,6 +53,10 @@ def test_topics_neighbors_transform(trained_run, tmp_path, capsys):
     assert main(["topics", str(trained_run), "--n-words", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 10 and all(len(l.split()) == 6 for l in lines)
+    assert main(["topics", str(trained_run), "--n-words", "5", "--dims", "0", "3", "--npmi"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["0", "NPMI"] and -1 <= float(lines[0].split()[2]) <= 1
+    assert lines[-1].startswith("mean NPMI of top-5 words over 2 dimensions")
     assert main(["neighbors", str(trained_run), "space", "--n-words", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     out = tmp_path / "means.npy"
