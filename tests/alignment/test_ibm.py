@@ -121,7 +121,9 @@ def test_chunking_long_pairs_and_unknown_words():
     a = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2)).fit(corpus)
     b = IBMModel2(IBM2Config(n_iterations=3, model1_iterations=2, chunk_links=37)).fit(corpus)
     np.testing.assert_allclose(a.t_, b.t_, rtol=1e-9, atol=1e-15)  # summation order differs
-    assert a.tension_ == pytest.approx(b.tension_, rel=1e-10)
+    # The tension's Newton steps use central differences, which amplify round-off: summation-order
+    # differences alone move it by up to ~1e-10 relative (seen with the pre-torch E-step too).
+    assert a.tension_ == pytest.approx(b.tension_, rel=1e-9)
     # A pair over max_length stays out of EM but is still aligned (by fit_align).
     long_pair = ParallelCorpus.from_sentences([["s1", "s2", "s3"]], [["t3", "t1", "t2", "junk"]])
     c = ParallelCorpus.from_sentences(
@@ -194,3 +196,21 @@ def test_log_partition_closed_form_matches_the_sum(lam):
     for k, (li, mi, ji) in enumerate(cells):
         i = np.arange(1, li + 1)
         assert got[k] == pytest.approx(np.log(np.exp(lam * diagonal_feature(i, ji, li, mi)).sum()), rel=1e-12)
+
+
+def test_unique_inverse_matches_numpy():
+    from latentnlp.models.alignment.ibm import _unique_inverse
+
+    rng = np.random.default_rng(0)
+    for values in (
+        rng.integers(-1, 50, size=1000),
+        rng.integers(0, 10**9, size=777),
+        np.array([5], dtype=np.int64),
+        np.array([2**61, -1, 3], dtype=np.int64),  # too large to pack: numpy fallback
+    ):
+        values = values.astype(np.int64)
+        uk, inv = _unique_inverse(values.copy(), overwrite=True)
+        ref_uk, ref_inv = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(uk, ref_uk)
+        np.testing.assert_array_equal(inv, ref_inv.reshape(-1))
+        assert inv.dtype == np.int32

@@ -29,7 +29,14 @@ which maps into a sparse table of all co-occurring word pairs (``keys_``:
 ``e * V_f + f``, sorted, ``e = V_e`` for NULL). One EM iteration
 is: gather ``t`` at the links, normalise within segments (posteriors of ``a_j``),
 scatter-add the posteriors into expected counts ``c(e, f)``, and normalise the counts
-per source word. Links are processed in chunks of ``chunk_links`` to bound memory
+per source word. The gather and scatter use ``torch.index_select`` / ``index_add_`` with
+the int32 link indices (about twice numpy's fancy indexing and ``bincount``; elementwise
+work stays in numpy, whose single-threaded loops do not stall when the other core is
+busy); for Model 1 the posterior's factor ``t(f|e)`` is applied once per key after the
+scatter, and the per-source-word normaliser is a ``reduceat`` over the sorted key table's
+contiguous runs. A chunk's distinct keys come from one plain sort of ``(key, position)``
+packed into int64 (several times faster than ``np.unique``'s argsort); with a single
+chunk its keys are the table. Links are processed in chunks of ``chunk_links`` to bound memory
 (about 50 bytes per link of a chunk, 4 bytes per link of the corpus kept between
 iterations, plus 4 per link for Model 2's row index into the table of distinct
 ``(i, j, l, m)``, on which the alignment prior is computed once per iteration).
@@ -208,6 +215,7 @@ class _Chunk:
     pair_of_tt: np.ndarray
     target_pos: np.ndarray
     log_uniform: float = 0.0  # sum over target tokens of log(l + 1)
+    identity: bool = False  # key_map is arange(K): the chunk holds every key of the table
 
 
 @dataclass
@@ -267,8 +275,8 @@ def _raw_links(
     src: TokenizedText, tgt: TokenizedText, start: int, stop: int, null_id: int, n_target_vocab: int, with_cells: bool, base: int
 ) -> tuple[np.ndarray, _Chunk]:
     """Keys ``(n_links,)`` int64 and the chunk skeleton of pairs ``start..stop-1``."""
-    l = src.lengths[start:stop]  # (p,)
-    m = tgt.lengths[start:stop]  # (p,)
+    l = src.lengths[start:stop].astype(np.int64)  # (p,)
+    m = tgt.lengths[start:stop].astype(np.int64)  # (p,)
     t0, t1 = tgt.offsets[start], tgt.offsets[stop]
     f = tgt.ids[t0:t1].astype(np.int64)  # (n_tt,)
     n_tt = f.size
@@ -278,14 +286,23 @@ def _raw_links(
     if n_tt:
         np.cumsum(seg_len[:-1], out=seg_starts[1:])
     n_links = int(seg_len.sum())
-    link_tt = np.repeat(np.arange(n_tt, dtype=np.int64), seg_len)  # (n_links,)
-    pos = np.arange(n_links, dtype=np.int64) - seg_starts[link_tt]  # (n_links,) 0 = NULL, 1..l
-    src_start = src.offsets[start:stop][pair_of_tt]  # (n_tt,)
-    e_at = src_start[link_tt] + pos - 1
-    e = np.where(pos == 0, null_id, src.ids[np.maximum(e_at, 0)] if src.ids.size else 0).astype(np.int64)
-    f_link = f[link_tt]
-    keys = np.where(f_link < n_target_vocab, e * n_target_vocab + f_link, -1)  # -1: unknown target word
-    del f_link, e, e_at, pos, link_tt
+    # Each pair's source words with NULL in front, ``ext``; a segment's links read its pair's
+    # run of ``ext`` in order, so link ``n`` reads ``ext[n + ext_start(pair) - seg_start]``.
+    s0 = src.offsets[start]
+    ext_start = (src.offsets[start:stop] - s0) + np.arange(stop - start, dtype=np.int64)  # (p,)
+    ext = np.empty(int(src.offsets[stop] - s0) + (stop - start), dtype=np.int64)
+    is_null = np.zeros(ext.size, dtype=bool)
+    is_null[ext_start] = True
+    ext[is_null] = null_id
+    ext[~is_null] = src.ids[s0 : src.offsets[stop]]
+    g = np.repeat(ext_start[pair_of_tt] - seg_starts, seg_len)  # (n_links,)
+    g += np.arange(n_links, dtype=np.int64)
+    keys = np.take(ext, g)  # (n_links,) e
+    del g, ext
+    keys *= n_target_vocab
+    keys += np.repeat(f, seg_len)
+    if n_tt and f.max() >= n_target_vocab:  # unknown target words (lookup only): key -1
+        keys[np.repeat(f >= n_target_vocab, seg_len)] = -1
     target_pos = np.arange(n_tt, dtype=np.int64) - (tgt.offsets[start:stop] - t0)[pair_of_tt]  # 0-based j
     cell = None
     if with_cells:
@@ -374,27 +391,33 @@ def _prepare(
     local_keys: list[np.ndarray] = []
     for a, b in _chunk_bounds(lpp, chunk_links):
         raw, chunk = _raw_links(corpus.source, corpus.target, a, b, null_id, vf, with_cells, base)
+        uk, inv = _unique_inverse(raw, overwrite=True)
+        del raw
+        chunk.key_idx = inv
         if keys is not None:
-            uk, inv = np.unique(raw, return_inverse=True)
             idx = np.searchsorted(keys, uk)
             idx_c = np.minimum(idx, max(keys.size - 1, 0))
             found = (idx < keys.size) & (keys[idx_c] == uk) if keys.size else np.zeros(uk.size, bool)
             chunk.key_map = np.where(found, idx, keys.size)
-            chunk.key_idx = inv.astype(np.int32).reshape(-1)
         else:
-            uk, inv = np.unique(raw, return_inverse=True)
             local_keys.append(uk)
-            chunk.key_idx = inv.astype(np.int32).reshape(-1)
-        del raw
         chunks.append(chunk)
     if keys is None:
-        merged = _sorted_unique(np.concatenate(local_keys)) if local_keys else np.zeros(0, np.int64)
-        if ctx is not None and ctx.enabled:
+        distributed = ctx is not None and ctx.enabled
+        if len(local_keys) == 1 and not distributed:  # one chunk: its keys are the table
+            merged = local_keys[0]
+        else:
+            merged = _sorted_unique(np.concatenate(local_keys)) if local_keys else np.zeros(0, np.int64)
+        if distributed:
             merged = _all_gather_keys(merged, ctx)
         if merged.size >= np.iinfo(np.int32).max:
             raise ValueError(f"{merged.size} distinct word pairs exceed the int32 key index")
         for chunk, uk in zip(chunks, local_keys):
-            chunk.key_map = np.searchsorted(merged, uk)
+            if uk is merged or (uk.size == merged.size and np.array_equal(uk, merged)):
+                chunk.key_map = np.arange(merged.size, dtype=np.int64)
+                chunk.identity = True
+            else:
+                chunk.key_map = np.searchsorted(merged, uk)
         keys = merged
     prep = _Prepared(keys, chunks, len(corpus), int(corpus.target.ids.size))
     if with_cells:
@@ -409,6 +432,40 @@ def _prepare(
     return prep
 
 
+def _unique_inverse(values: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for 1-D int64 ``values >= -1``, inverse as int32.
+
+    Packs ``(value + 1, position)`` into one int64 and sorts that (a plain sort is several
+    times faster than ``argsort``); falls back to ``np.unique`` when the values are too large.
+    With ``overwrite`` the packing is done in ``values`` itself (fewer passes over memory).
+    """
+    n = values.size
+    bits = max(int(n).bit_length(), 1)
+    if n == 0 or int(values.min()) < -1 or int(values.max()) + 1 >= (1 << (62 - bits)):
+        uk, inv = np.unique(values, return_inverse=True)
+        return uk, inv.astype(np.int32).reshape(-1)
+    packed = values if overwrite else values.copy()
+    packed += 1
+    packed <<= bits
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    pos = np.empty(n, dtype=np.int32 if bits < 32 else np.int64)
+    np.bitwise_and(packed, (1 << bits) - 1, out=pos, casting="unsafe")
+    packed >>= bits
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    starts = np.flatnonzero(new)  # (u,) first sorted position of each distinct value
+    del new
+    uk = packed[starts]
+    uk -= 1
+    # rank of each sorted entry, by runs (np.repeat is much faster than cumsum here)
+    rank = np.repeat(np.arange(starts.size, dtype=np.int32), np.diff(np.append(starts, n)))
+    inv = np.empty(n, dtype=np.int32)
+    np.put(inv, pos, rank)
+    return uk, inv
+
+
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
     """Sorted distinct values of a 1-D array (sort + compare; faster than ``np.unique``'s hash path here)."""
     if values.size == 0:
@@ -418,6 +475,32 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+_RUNS_CACHE: list = []  # [(keys, n_target, (starts, lengths))]: the last key table's source-word runs
+
+
+def _normalise_runs(keys: np.ndarray, n_target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of each source word's run of entries in the sorted, non-empty ``keys``."""
+    for k, v, runs in _RUNS_CACHE:
+        if k is keys and v == n_target:
+            return runs
+    # keys are sorted, so source word e's entries start where e * n_target would be inserted
+    bounds = np.searchsorted(keys, np.arange(int(keys[-1]) // n_target + 2, dtype=np.int64) * n_target)
+    starts = bounds[:-1]
+    lengths = np.diff(bounds)
+    nonempty = lengths > 0
+    starts, lengths = starts[nonempty], lengths[nonempty]
+    runs = (starts, lengths)
+    _RUNS_CACHE[:] = [(keys, n_target, runs)]
+    return runs
+
+
+def _take(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``table[idx]`` for 1-D arrays through ``torch.index_select`` (faster than numpy's fancy indexing)."""
+    out = np.empty(idx.size, dtype=table.dtype)
+    torch.index_select(torch.from_numpy(table), 0, torch.from_numpy(idx), out=torch.from_numpy(out))
+    return out
 
 
 def _segment_sum(values: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
@@ -471,15 +554,23 @@ class _IBMBase:
         return None
 
     # ---- E-step
-    def _e_step(self, prep: _Prepared, t: np.ndarray, prior_fn, distortion_stats: bool = False) -> ExpectedCounts:
+    def _e_step(
+        self, prep: _Prepared, t: np.ndarray, prior_fn, distortion_stats: bool = False, out: torch.Tensor | None = None
+    ) -> ExpectedCounts:
         """One pass over the links: posteriors of ``a_j`` and their sufficient statistics.
 
         Args:
             t: ``(K,)`` (or ``(K + 1,)`` with the unseen entry) translation probabilities.
             prior_fn: ``(chunk, prep) -> (n_links,)`` alignment prior, or ``None`` for uniform.
             distortion_stats: also collect Model 2's ``cell_mass`` and ``feature``.
+            out: a ``(K,)`` float64 buffer to reuse for the expected counts (zeroed here).
         """
-        counts = np.zeros(prep.keys.size, dtype=np.float64)
+        if out is not None and out.numel() == prep.keys.size:
+            counts = out
+            counts.numpy().fill(0.0)  # numpy: torch's threaded fill stalls when the other core is busy
+        else:  # numpy's zeros are lazily zeroed pages, much cheaper than torch.zeros' memset
+            counts = torch.from_numpy(np.zeros(prep.keys.size, dtype=np.float64))
+        t_all = torch.from_numpy(t)
         ll = 0.0
         distortion_stats = distortion_stats and prep.cells is not None
         n_cells = prep.cells.cells.size if distortion_stats else 0
@@ -488,7 +579,16 @@ class _IBMBase:
         for chunk in prep.chunks:
             if chunk.seg_starts.size == 0:
                 continue
-            p = t[chunk.key_map][chunk.key_idx]  # (n_links,) t(f_j | e_i)
+            # torch's index_select / index_add_ (int32 indices, no copies) run on all threads
+            key_idx = torch.from_numpy(chunk.key_idx)
+            if chunk.identity and t.size == chunk.key_map.size == prep.keys.size:
+                t_local, acc = t_all, counts
+            else:
+                key_map = torch.from_numpy(chunk.key_map)
+                t_local = torch.index_select(t_all, 0, key_map)
+                acc = torch.from_numpy(np.zeros(chunk.key_map.size, dtype=np.float64))
+            p = np.empty(key_idx.numel(), dtype=np.float64)  # numpy's allocation (huge pages where enabled)
+            pt = torch.index_select(t_local, 0, key_idx, out=torch.from_numpy(p))  # (n_links,) t(f_j | e_i)
             prior = prior_fn(chunk, prep)
             if prior is not None:
                 p *= prior
@@ -496,15 +596,29 @@ class _IBMBase:
             ll += float(np.log(z).sum())
             if prior is None:  # Model 1's uniform prior 1 / (l + 1), left out of p above
                 ll -= chunk.log_uniform
-            p *= np.repeat(1.0 / z, chunk.seg_len)  # posteriors p(a_j = i | f, e)
-            counts[chunk.key_map] += np.bincount(chunk.key_idx, weights=p, minlength=chunk.key_map.size)
+            np.reciprocal(z, out=z)
+            if prior is None and not distortion_stats:
+                # Model 1: the posterior t(f|e) / z_j of a link has its key's t as a factor, so
+                # c(e, f) = t(f|e) * sum over the key's links of 1 / z_j (one multiply per key, not per link)
+                acc.index_add_(0, key_idx, torch.from_numpy(np.repeat(z, chunk.seg_len)))
+                acc_np = acc.numpy()
+                if acc is counts:
+                    acc_np *= t[: acc_np.size]
+                else:
+                    acc_np *= t_local.numpy()
+                    counts.index_add_(0, key_map, acc)
+                continue
+            p *= np.repeat(z, chunk.seg_len)  # posteriors p(a_j = i | f, e)
+            acc.index_add_(0, key_idx, pt)
+            if acc is not counts:
+                counts.index_add_(0, key_map, acc)
             if distortion_stats:
                 nonnull = 1.0 - p[chunk.seg_starts]  # (n_tt,) posterior mass off NULL
                 ok = chunk.cell_idx >= 0
                 cell_mass += np.bincount(chunk.cell_idx[ok], weights=nonnull[ok], minlength=n_cells)
-                feat += float(np.dot(p, prep.cells.h_ext[chunk.row_idx]))
+                feat += float(np.dot(p, _take(prep.cells.h_ext, chunk.row_idx)))
         return ExpectedCounts(
-            torch.from_numpy(counts),
+            counts,
             torch.tensor(ll, dtype=torch.float64),
             torch.from_numpy(cell_mass),
             torch.tensor(feat, dtype=torch.float64),
@@ -516,10 +630,18 @@ class _IBMBase:
 
     @staticmethod
     def _normalise(keys: np.ndarray, counts: np.ndarray, n_source: int, n_target: int) -> np.ndarray:
-        """M-step for ``t``: ``t(f | e) = c(e, f) / sum_f' c(e, f')`` (0 where a word has no counts)."""
-        e = keys // n_target
-        totals = np.bincount(e, weights=counts, minlength=n_source)
-        denom = totals[e]
+        """M-step for ``t``: ``t(f | e) = c(e, f) / sum_f' c(e, f')`` (0 where a word has no counts).
+
+        ``keys`` are sorted, so each source word's entries are one contiguous run: the totals
+        are a ``reduceat`` over the runs (the runs are cached per key table).
+        """
+        if keys.size == 0:
+            return np.zeros_like(counts)
+        runs = _normalise_runs(keys, n_target)
+        totals = np.add.reduceat(counts, runs[0])
+        denom = np.repeat(totals, runs[1])
+        if totals.min() > 0:
+            return np.divide(counts, denom, out=denom)
         return np.divide(counts, denom, out=np.zeros_like(counts), where=denom > 0)
 
     # ---- training
@@ -538,9 +660,11 @@ class _IBMBase:
     ) -> list[float]:
         lls = []
         vs, vt = len(self.source_vocab_) + 1, max(len(self.target_vocab_), 1)
+        buffer = None  # the expected counts' array, reused from the second iteration on
         for it in range(n_iterations):
             t0 = time.perf_counter()
-            stats = self._e_step(prep, self.t_, prior_fn, distortion_stats)
+            stats = self._e_step(prep, self.t_, prior_fn, distortion_stats, out=buffer)
+            buffer = stats.translation
             if ctx is not None and ctx.enabled:
                 stats.all_reduce()
             self.t_ = self._normalise(prep.keys, stats.translation.numpy(), vs, vt)
@@ -649,7 +773,7 @@ class _IBMBase:
         for chunk in prep.chunks:
             if chunk.seg_starts.size == 0:
                 continue
-            p = t_ext[chunk.key_map][chunk.key_idx]
+            p = _take(_take(t_ext, chunk.key_map), chunk.key_idx)
             prior = self._prior(chunk, prep)
             if prior is not None:
                 p *= prior
@@ -842,7 +966,7 @@ class IBMModel2(_IBMBase):
 
     def _prior(self, chunk: _Chunk, prep: _Prepared) -> np.ndarray:
         """``(n_links,)`` ``p(a_j = i | j, l, m)``: ``p0`` at NULL, the diagonal distribution elsewhere."""
-        return self._row_prior(prep.cells)[chunk.row_idx]
+        return _take(self._row_prior(prep.cells), chunk.row_idx)
 
     def _init_state(self, corpus: ParallelCorpus) -> None:
         super()._init_state(corpus)
