@@ -3,6 +3,7 @@
     python benchmarks/hmm_tagging.py [--data-dir DIR] [--sections unsupervised speed supervised]
         [--corpus treebank|ewt-xpos] [--seeds 0 1 2 3 4] [--iterations 1000] [--tol -inf]
         [--speed-iterations 5] [--threads 1] [--out benchmarks/results/hmm_tagging.json]
+        [--estimator mle|vb] [--alpha-transition 0.1] [--alpha-emission 0.1] [--merge-from A.json B.json]
 
 Sections (each can run alone; results are merged into the JSON file, so a long
 run can be split into pieces, e.g. ``--sections unsupervised --seeds 0 1`` then
@@ -17,6 +18,14 @@ run can be split into pieces, e.g. ``--sections unsupervised --seeds 0 1`` then
     and M-1 every ``--eval-every`` iterations). The summary gives the mean
     (and standard deviation) over all stored seeds, and the scores of the seed
     with the highest final training log-likelihood.
+    With ``--estimator vb`` the same section runs variational Bayes EM
+    (``HMMConfig.estimator="vb"``, Johnson 2007) with symmetric Dirichlet priors
+    ``--alpha-transition`` / ``--alpha-emission`` (pre-declared, default 0.1 each;
+    never chosen by gold); decoding uses the posterior-mean parameters, the
+    best restart is the one with the highest final ELBO, and results go under
+    ``unsupervised_vb -> corpus -> "alpha_t=A,alpha_e=B"``. ``--merge-from``
+    merges the VB runs of other result files (e.g. seeds run as separate
+    processes) into ``--out`` without running anything.
 (b) ``speed``: seconds per EM iteration (E-step + M-step) on the treebank sample
     at 45 states, from the same starting point: ours (scaled probability-space
     forward-backward, and the generic log-space core for reference) beside
@@ -93,10 +102,14 @@ def run_unsupervised(args) -> dict:
         return torch.cat(unpack_rows(packed, gamma.argmax(-1)))
 
     runs = {}
+    vb = args.estimator == "vb"
     for seed in args.seeds:
-        model = HiddenMarkovModel(n_states=N_STATES, vocab_size=len(words), random_state=seed)
+        model = HiddenMarkovModel(n_states=N_STATES, vocab_size=len(words), random_state=seed,
+                                  estimator=args.estimator, alpha_transition=args.alpha_transition,
+                                  alpha_emission=args.alpha_emission)
         model.fit_em(ids, n_iter=0)  # the random starting point of this seed
         history = list(model.log_likelihood_history_)
+        objective = list(model.objective_history_)
         trajectory, done, converged, seconds = [], 0, False, 0.0
         while done < args.iterations and not converged:
             # EM in chunks of --eval-every iterations (each chunk re-scores its start: one extra E-step)
@@ -104,10 +117,12 @@ def run_unsupervised(args) -> dict:
             model.fit_em(ids, n_iter=min(args.eval_every, args.iterations - done), tol=args.tol, init="current")
             seconds += time.perf_counter() - t0
             history += model.log_likelihood_history_[1:]
+            objective += model.objective_history_[1:]
             done += model.n_iter_
             converged = model.converged_
             pred = mbr(model)
             trajectory.append({"iteration": done, "log_likelihood_per_token": history[-1] / corpus.n_tokens,
+                               **({"elbo_per_token": objective[-1] / corpus.n_tokens} if vb else {}),
                                "many_to_one_posterior": many_to_one_accuracy(pred, gold)})
         pred = torch.cat(model.viterbi(ids))
         pred_mbr = mbr(model)
@@ -120,6 +135,9 @@ def run_unsupervised(args) -> dict:
             "v_measure_posterior": v_measure(pred_mbr, gold),
             "final_log_likelihood": history[-1],
             "log_likelihood_per_token": history[-1] / corpus.n_tokens,
+            **({"final_elbo": objective[-1], "elbo_per_token": objective[-1] / corpus.n_tokens,
+                "elbo_min_step": min((b - a for a, b in zip(objective[1:], objective[2:])), default=0.0)}
+               if vb else {}),
             "iterations": done,
             "converged": converged,
             "seconds": seconds,
@@ -128,13 +146,18 @@ def run_unsupervised(args) -> dict:
             "trajectory": trajectory,
         }
         r = runs[str(seed)]
-        print(f"[{args.corpus}] seed {seed}: {r['iterations']} iterations in {seconds:.0f} s, "
-              f"LL/token {r['log_likelihood_per_token']:.4f}, M-1 {100 * r['many_to_one']:.2f}%, "
+        print(f"[{args.corpus}{' VB' if vb else ''}] seed {seed}: {r['iterations']} iterations in {seconds:.0f} s, "
+              + (f"ELBO/token {r['elbo_per_token']:.4f}, " if vb else "") + f"LL/token {r['log_likelihood_per_token']:.4f}, M-1 {100 * r['many_to_one']:.2f}%, "
               f"1-1 {100 * r['one_to_one']:.2f}%, VM {100 * r['v_measure']:.2f}% (Viterbi); "
               f"M-1 {100 * r['many_to_one_posterior']:.2f}% (posterior decoding); M-1 by iteration: "
               + ", ".join(f"{e['iteration']}: {100 * e['many_to_one_posterior']:.1f}" for e in trajectory), flush=True)
-    return {"corpus": args.corpus, "n_sentences": len(corpus), "n_tokens": corpus.n_tokens,
-            "vocab_size": len(words), "n_states": N_STATES, "runs": runs}
+    out = {"corpus": args.corpus, "n_sentences": len(corpus), "n_tokens": corpus.n_tokens,
+           "vocab_size": len(words), "n_states": N_STATES, "runs": runs}
+    if vb:
+        out.update({"estimator": "vb", "alpha_transition": args.alpha_transition, "alpha_emission": args.alpha_emission,
+                    "decoding_parameters": "posterior means (count + alpha) / (row total + K alpha)",
+                    "restart_selection": "highest final ELBO"})
+    return out
 
 
 def summarise(section: dict) -> dict:
@@ -146,9 +169,12 @@ def summarise(section: dict) -> dict:
             continue
         out[f"mean_{key}"] = statistics.fmean(values)
         out[f"std_{key}"] = statistics.stdev(values) if len(values) > 1 else 0.0
-    best_seed, best = max(section["runs"].items(), key=lambda kv: kv[1]["final_log_likelihood"])
+    key = "final_elbo" if all("final_elbo" in r for r in runs) else "final_log_likelihood"
+    best_seed, best = max(section["runs"].items(), key=lambda kv: kv[1][key])
     out["best_seed"] = int(best_seed)
-    out["best"] = {k: best[k] for k in ("many_to_one", "one_to_one", "v_measure", "final_log_likelihood", "iterations")}
+    out["best_selected_by"] = key
+    out["best"] = {k: best[k] for k in ("many_to_one", "one_to_one", "v_measure", "final_log_likelihood", "iterations",
+                                        "final_elbo") if k in best}
     return out
 
 
@@ -214,9 +240,15 @@ def run_supervised(args) -> dict:
     return result
 
 
+def vb_sections(results: dict):
+    for corpus, by_alpha in results.get("unsupervised_vb", {}).items():
+        for alphas, section in by_alpha.items():
+            yield f"{corpus}, VB {alphas}", section
+
+
 def print_table(results: dict) -> None:
     print("\n== HMM tagging benchmark ==")
-    for corpus, section in results.get("unsupervised", {}).items():
+    for corpus, section in [*results.get("unsupervised", {}).items(), *vb_sections(results)]:
         s = section.get("summary")
         if not s:
             continue
@@ -227,8 +259,10 @@ def print_table(results: dict) -> None:
         if "mean_many_to_one_posterior" in s:
             print(f"    {'mean M-1, posterior decoding':28s} {100 * s['mean_many_to_one_posterior']:7.2f}")
         b = s["best"]
-        print(f"    {'best training LL (seed %d)' % s['best_seed']:28s} {100 * b['many_to_one']:7.2f} "
-              f"{100 * b['one_to_one']:7.2f} {100 * b['v_measure']:7.2f} {b['iterations']:6d}")
+        label = "best final ELBO" if s.get("best_selected_by") == "final_elbo" else "best training LL"
+        print(f"    {label + ' (seed %d)' % s['best_seed']:28s} {100 * b['many_to_one']:7.2f} "
+              f"{100 * b['one_to_one']:7.2f} {100 * b['v_measure']:7.2f} {b['iterations']:6d}"
+              )
     sp = results.get("speed")
     if sp:
         print(f"(b) seconds per EM iteration, treebank sample, 45 states, {sp.get('threads')} torch thread(s)")
@@ -240,6 +274,14 @@ def print_table(results: dict) -> None:
     if su:
         print(f"(c) supervised HMM tagger, EWT test UPOS: {100 * su['accuracy']:.2f}% "
               f"(known {100 * su['accuracy_known_words']:.2f}%, unknown {100 * su['accuracy_unknown_words']:.2f}%)")
+
+
+def merge_vb(results: dict, corpus: str, alphas: str, section: dict) -> None:
+    stored = results.setdefault("unsupervised_vb", {}).setdefault(corpus, {}).get(alphas, {"runs": {}})
+    stored.update({k: v for k, v in section.items() if k not in ("runs", "summary")})
+    stored["runs"].update(section["runs"])
+    stored["summary"] = summarise(stored)
+    results["unsupervised_vb"][corpus][alphas] = stored
 
 
 def main(argv=None) -> int:
@@ -255,6 +297,12 @@ def main(argv=None) -> int:
     p.add_argument("--speed-iterations", type=int, default=5)
     p.add_argument("--smoothing", type=float, default=0.1, help="supervised add-k")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (hmmlearn is single-threaded)")
+    p.add_argument("--estimator", default="mle", choices=["mle", "vb"],
+                   help="unsupervised section: Baum-Welch (mle) or variational Bayes EM (vb, Johnson 2007)")
+    p.add_argument("--alpha-transition", type=float, default=0.1, help="VB: symmetric Dirichlet prior, transitions")
+    p.add_argument("--alpha-emission", type=float, default=0.1, help="VB: symmetric Dirichlet prior, emissions")
+    p.add_argument("--merge-from", nargs="+", default=None,
+                   help="only merge the unsupervised_vb runs of these result files into --out")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "hmm_tagging.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -262,6 +310,17 @@ def main(argv=None) -> int:
     results = json.loads(out.read_text()) if out.is_file() else {}
     results["environment"] = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                               "cpu_count": os.cpu_count(), "threads": args.threads}
+    if args.merge_from:
+        for path in args.merge_from:
+            other = json.loads(Path(path).read_text())
+            for corpus, by_alpha in other.get("unsupervised_vb", {}).items():
+                for alphas, section in by_alpha.items():
+                    merge_vb(results, corpus, alphas, section)
+        args.sections = []
+    elif "unsupervised" in args.sections and args.estimator == "vb":
+        section = run_unsupervised(args)
+        merge_vb(results, args.corpus, f"alpha_t={args.alpha_transition:g},alpha_e={args.alpha_emission:g}", section)
+        args.sections = [s for s in args.sections if s != "unsupervised"]
     if "unsupervised" in args.sections:
         section = run_unsupervised(args)
         stored = results.setdefault("unsupervised", {}).get(args.corpus, {"runs": {}})

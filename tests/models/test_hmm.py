@@ -11,6 +11,7 @@ from latentnlp.models.sequence.hmm import (
     HiddenMarkovModel,
     HMMConfig,
     expected_counts,
+    fast_expected_counts,
 )
 
 C, V = 3, 5
@@ -219,3 +220,98 @@ def test_float32_agrees_with_float64_and_lists_are_accepted():
     as_lists = [s.tolist() for s in sentences]
     assert torch.equal(model64.log_likelihood(as_lists), ll64)
     assert [p.tolist() for p in model32.viterbi(sentences)] == [p.tolist() for p in model64.viterbi(sentences)]
+
+
+# --------------------------------------------------------------------------- variational Bayes EM
+from latentnlp.models.sequence.hmm import _dirichlet_kl, _dirichlet_log_weights  # noqa: E402
+
+
+def vb_model(**kwargs) -> HiddenMarkovModel:
+    fields = dict(n_states=C, vocab_size=V, estimator="vb", alpha_transition=0.3, alpha_emission=0.2, tol=-math.inf)
+    return HiddenMarkovModel(**{**fields, **kwargs})
+
+
+@pytest.mark.parametrize("e_step", ["scaled", "log"])
+def test_vb_elbo_never_decreases_and_restarts_pick_the_highest_elbo(e_step):
+    sentences = random_sentences(50, seed=11)
+    model = vb_model(random_state=2, n_restarts=3, n_iter=40, e_step=e_step).fit_em(sentences)
+    elbo = np.array(model.objective_history_)
+    assert len(elbo) == 41 and elbo[0] == -math.inf  # a random point estimate has no q(theta), so no bound
+    assert np.isfinite(elbo[1:]).all()
+    assert (np.diff(elbo[1:]) >= -1e-9 * np.abs(elbo[1:-1])).all()
+    assert elbo[-1] > elbo[1]
+    assert len(model.restart_log_likelihoods_) == 3 and elbo[-1] == max(model.restart_log_likelihoods_)
+    # the ELBO is log Z of the sub-normalised weights minus KL(q || prior) <= log Z, and a lower bound
+    assert (elbo[1:] < np.array(model.log_likelihood_history_[1:])).all()
+
+
+def test_vb_m_step_weights_kl_and_posterior_mean_parameters():
+    sentences = random_sentences(30, seed=12)
+    model = vb_model(random_state=3, n_iter=5).fit_em(sentences)
+    init_d, trans_d, emis_d = model.vb_dirichlet_
+    # q(theta) = Dirichlet(expected counts under the last weights + alpha)
+    weights = tuple(_dirichlet_log_weights(d) for d in model.vb_dirichlet_)
+    # weights: exp(digamma(count + alpha) - digamma(total + K alpha)), rows sum to < 1 (sub-normalised)
+    expected = torch.digamma(emis_d) - torch.digamma(emis_d.sum(-1, keepdim=True))
+    assert torch.allclose(weights[2], expected)
+    assert all((w.exp().sum(-1) < 1).all() for w in weights)
+    # the decoding parameters are the posterior means (rows sum to 1)
+    for p, d in zip(params(model), model.vb_dirichlet_):
+        assert torch.allclose(p.exp(), d / d.sum(-1, keepdim=True))
+    # the counts behind q(theta) are a proper E-step: totals = sentences, transitions, tokens
+    n_tokens = sum(len(s) for s in sentences)
+    assert (init_d - 0.3).sum().item() == pytest.approx(len(sentences))
+    assert (trans_d - 0.3).sum().item() == pytest.approx(n_tokens - len(sentences))
+    assert (emis_d - 0.2).sum().item() == pytest.approx(n_tokens)
+    # KL of Dirichlets against torch.distributions
+    prior = torch.distributions.Dirichlet(torch.full_like(trans_d, 0.3))
+    reference = torch.distributions.kl_divergence(torch.distributions.Dirichlet(trans_d), prior).sum()
+    assert _dirichlet_kl(trans_d, 0.3).item() == pytest.approx(reference.item(), rel=1e-10)
+
+
+def test_scaled_e_step_handles_sub_normalised_weights_like_the_log_space_core():
+    sentences = random_sentences(25, seed=13)
+    model = vb_model(random_state=4, n_iter=3).fit_em(sentences)
+    weights = tuple(_dirichlet_log_weights(d) for d in model.vb_dirichlet_)
+    fast = fast_expected_counts(*weights, sentences)
+    slow = expected_counts(*weights, sentences, max_batch_tokens=16)
+    for a, b in zip(fast.tensors(), slow.tensors()):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-10, atol=1e-10)
+    # and log Z agrees with brute-force enumeration over all paths for one sentence
+    pi, a, b = (w.exp() for w in weights)
+    x = sentences[0].tolist()
+    total = 0.0
+    for z in itertools.product(range(C), repeat=len(x)):
+        p = pi[z[0]] * b[z[0], x[0]]
+        for n in range(1, len(x)):
+            p = p * a[z[n - 1], z[n]] * b[z[n], x[n]]
+        total += p.item()
+    single = fast_expected_counts(*weights, [sentences[0]])
+    assert single.log_likelihood.item() == pytest.approx(math.log(total), rel=1e-10)
+
+
+def test_vb_in_chunks_with_init_current_continues_the_same_run():
+    sentences = random_sentences(30, seed=14)
+    whole = vb_model(random_state=5, n_iter=12).fit_em(sentences)
+    chunked = vb_model(random_state=5, n_iter=12).fit_em(sentences, n_iter=5)
+    elbo = list(chunked.objective_history_)
+    chunked.fit_em(sentences, n_iter=7, init="current")
+    assert chunked.objective_history_[0] == pytest.approx(elbo[-1], rel=1e-12)  # re-scored start = same bound
+    elbo += chunked.objective_history_[1:]
+    assert elbo[1:] == pytest.approx(whole.objective_history_[1:], rel=1e-10)
+    for p, q in zip(params(whole), params(chunked)):
+        assert torch.allclose(p, q)
+    # new point parameters drop the stale posterior
+    chunked.set_probabilities(*(p.exp() for p in params(whole)))
+    assert not hasattr(chunked, "vb_dirichlet_")
+
+
+def test_vb_config_is_validated():
+    for bad in (dict(estimator="map"), dict(alpha_transition=0), dict(alpha_emission=-0.1),
+                dict(alpha_emission=math.inf), dict(alpha_transition=True),
+                dict(estimator="vb", smoothing=0.5)):
+        with pytest.raises(ValueError):
+            HMMConfig(n_states=C, vocab_size=V, **bad)
+    config = HMMConfig(n_states=C, vocab_size=V, estimator="vb")
+    assert (config.alpha_transition, config.alpha_emission) == (0.1, 0.1)
+    assert HMMConfig(n_states=C, vocab_size=V).estimator == "mle"

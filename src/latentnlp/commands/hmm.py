@@ -111,6 +111,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=1e-6, help="EM stops below this gain in nats per token (default %(default)s)")
     p.add_argument("--smoothing", type=float, default=None,
                    help="add-k pseudocount (default: 0.1 supervised, 0 for EM)")
+    p.add_argument("--estimator", choices=("mle", "vb"), default="mle",
+                   help="EM estimator: mle (Baum-Welch) or vb (variational Bayes EM, Johnson 2007; "
+                        "restarts kept by the ELBO) (default %(default)s)")
+    p.add_argument("--alpha-transition", type=float, default=0.1,
+                   help="--estimator vb: symmetric Dirichlet prior on initial/transition rows (default %(default)s)")
+    p.add_argument("--alpha-emission", type=float, default=0.1,
+                   help="--estimator vb: symmetric Dirichlet prior on emission rows (default %(default)s)")
     p.add_argument("--min-count", type=int, default=2,
                    help="words seen fewer times in training become <unk> (default %(default)s)")
     p.add_argument("--max-sentences", type=int, default=None, help="use only the first N training sentences")
@@ -157,6 +164,9 @@ def _train(args: argparse.Namespace, ctx) -> int:
         value = getattr(args, name)
         if value < (0 if name == "iterations" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'iterations' else 1}, got {value}")
+    estimator = getattr(args, "estimator", "mle")
+    if estimator != "mle" and not args.unsupervised:
+        raise ValueError(f"--estimator {estimator} applies to --unsupervised training")
     corpus = _read(args.train, args.format, args.tag_column, args.max_sentences)
     words = build_word_vocab(corpus, args.min_count)
     gold_tags = build_tag_vocab(corpus)
@@ -169,7 +179,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
             raise ValueError(f"--states must be >= 1, got {n_states}")
         config = HMMConfig(
             n_states=n_states, vocab_size=len(words), n_iter=args.iterations, tol=args.tol,
-            n_restarts=args.restarts, smoothing=smoothing, random_state=args.seed,
+            n_restarts=args.restarts, smoothing=smoothing, random_state=args.seed, estimator=estimator,
+            alpha_transition=getattr(args, "alpha_transition", 0.1), alpha_emission=getattr(args, "alpha_emission", 0.1),
         )
         model = HiddenMarkovModel(config)
         lo, hi = shard_bounds(len(word_ids), ctx)

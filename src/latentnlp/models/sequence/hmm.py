@@ -25,6 +25,19 @@ Training:
   iteration never decreases the training log-likelihood (with k > 0: the
   log-likelihood plus log prior); random restarts are selected by the final
   training objective only.
+* ``fit_em`` with ``HMMConfig.estimator="vb"`` — variational Bayes EM (Beal
+  2003, ch. 3; MacKay 1997; as used for POS induction by Johnson 2007, "Why
+  doesn't EM find good HMM POS-taggers?", EMNLP-CoNLL): symmetric Dirichlet
+  priors on every row (``alpha_transition`` on the initial distribution and
+  the transition rows, ``alpha_emission`` on the emission rows), a factorised
+  posterior ``q(z) q(theta)`` with ``q(theta)`` Dirichlet(counts + alpha) row by
+  row. The VB M-step gives the *sub-normalised* weights
+  ``exp(digamma(count + alpha) - digamma(row_total + K alpha))`` (``K`` the row
+  length), on which the E-step runs the same forward-backward (the scaled
+  recursions are valid for any non-negative weights: they compute the weight
+  sum ``Z`` and normalised posteriors, not a probability). The objective is the
+  variational lower bound (ELBO) ``log Z(weights) - KL(q(theta) || p(theta))``,
+  which never decreases; restarts are selected by the final ELBO.
 
 EM's E-step by default is not the generic core but its HMM specialisation,
 :func:`fast_expected_counts` (:mod:`latentnlp.structured.scaled_hmm`): the
@@ -62,6 +75,7 @@ from ...training.distributed import DistributedContext
 __all__ = ["HMMConfig", "HiddenMarkovModel", "ExpectedCounts", "expected_counts", "fast_expected_counts"]
 
 _INITS = ("random", "current")
+_ESTIMATORS = ("mle", "vb")
 _E_STEPS = ("scaled", "log")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -92,6 +106,19 @@ class HMMConfig:
         device: where parameters and computations live.
         random_state: seed of the generator used for initialisation and sampling
             (``None``: a fresh nondeterministic seed per call).
+        estimator: what :meth:`HiddenMarkovModel.fit_em` estimates. ``"mle"`` (default):
+            Baum-Welch, maximum likelihood (or MAP with ``smoothing > 0``). ``"vb"``:
+            variational Bayes EM (Beal 2003, ch. 3; Johnson 2007, EMNLP-CoNLL, Sec. 4)
+            under symmetric Dirichlet priors; maximises the ELBO, and the parameters it
+            leaves (used by Viterbi / posterior decoding) are the *posterior means*
+            ``(count + alpha) / (row_total + K alpha)`` of ``q(theta)``. Requires
+            ``smoothing == 0`` (the prior takes its place).
+        alpha_transition: concentration of the symmetric Dirichlet prior on each
+            transition row and on the initial distribution (``estimator="vb"`` only);
+            finite, > 0. Default 0.1: a small (sparse, < 1) symmetric prior as in
+            Johnson (2007), who found small alphas best for VB.
+        alpha_emission: the same for every emission row (``estimator="vb"`` only);
+            finite, > 0. Default 0.1, as ``alpha_transition``.
     """
 
     n_states: int
@@ -106,6 +133,9 @@ class HMMConfig:
     dtype: str = "float64"
     device: str = "cpu"
     random_state: int | None = None
+    estimator: str = "mle"
+    alpha_transition: float = 0.1
+    alpha_emission: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("n_states", "vocab_size", "n_restarts", "max_batch_tokens"):
@@ -120,6 +150,18 @@ class HMMConfig:
             raise ValueError(f"HMMConfig.init must be one of {_INITS}, got {self.init!r}")
         if self.e_step not in _E_STEPS:
             raise ValueError(f"HMMConfig.e_step must be one of {_E_STEPS}, got {self.e_step!r}")
+        if self.estimator not in _ESTIMATORS:
+            raise ValueError(f"HMMConfig.estimator must be one of {_ESTIMATORS}, got {self.estimator!r}")
+        for name in ("alpha_transition", "alpha_emission"):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or value <= 0):
+                raise ValueError(f"HMMConfig.{name} must be a finite number > 0, got {value!r}")
+        if self.estimator == "vb" and self.smoothing != 0:
+            raise ValueError(
+                f"HMMConfig.smoothing must be 0 with estimator='vb' (the Dirichlet prior replaces it), "
+                f"got {self.smoothing!r}"
+            )
         if self.dtype not in _DTYPES:
             raise ValueError(f"HMMConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.random_state is not None and (not isinstance(self.random_state, int) or self.random_state < 0):
@@ -353,6 +395,30 @@ def _normalise_log(counts: torch.Tensor, previous: torch.Tensor | None) -> torch
     return torch.where(empty, fallback, log_probs)
 
 
+def _dirichlet_log_weights(dirichlet: torch.Tensor) -> torch.Tensor:
+    """``E_q[log theta]`` of row-wise Dirichlet(``dirichlet``): ``digamma(a) - digamma(sum a)``.
+
+    The exponentials are VB's sub-normalised weights (rows sum to less than 1).
+    Source: Beal (2003), Eq. 3.76 / 3.80; Johnson (2007), Sec. 4.
+    """
+    return torch.digamma(dirichlet) - torch.digamma(dirichlet.sum(-1, keepdim=True))
+
+
+def _dirichlet_kl(dirichlet: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``sum over rows of KL(Dirichlet(dirichlet_row) || Dirichlet(alpha, ..., alpha))``, 0-dim, nats."""
+    K = dirichlet.shape[-1]
+    total = dirichlet.sum(-1)
+    prior = torch.full_like(total, float(alpha))
+    kl = (
+        torch.lgamma(total)
+        - torch.lgamma(dirichlet).sum(-1)
+        - torch.lgamma(prior * K)
+        + K * torch.lgamma(prior)
+        + ((dirichlet - alpha) * (torch.digamma(dirichlet) - torch.digamma(total).unsqueeze(-1))).sum(-1)
+    )
+    return kl.sum()
+
+
 # --------------------------------------------------------------------------- the model
 class HiddenMarkovModel:
     """First-order HMM with categorical emissions (Rabiner 1989).
@@ -368,7 +434,13 @@ class HiddenMarkovModel:
             the parameters after 0, 1, ..., ``n_iter_`` M-steps of the selected EM run.
         objective_history_: the objective EM maximises at the same points: equal to
             ``log_likelihood_history_`` when ``smoothing == 0``, plus the log Dirichlet prior otherwise.
-        restart_log_likelihoods_: final training objective of every EM restart.
+        restart_log_likelihoods_: final training objective of every EM restart (the ELBO under VB).
+        vb_dirichlet_: after VB EM (``estimator="vb"``), the Dirichlet parameters
+            ``(count + alpha)`` of ``q(theta)``: ``(init (C,), transition (C, C), emission (C, V))``;
+            ``fit_em(init="current")`` continues from them. Under VB,
+            ``log_likelihood_history_`` holds ``log Z`` of the sub-normalised weights (the
+            ELBO's first term) and ``objective_history_`` the ELBO; entry 0 of a run from a
+            random point (a point estimate, no ``q(theta)`` yet) has objective ``-inf``.
         n_iter_: M-steps taken by the selected EM run (0 after :meth:`fit_supervised`).
         converged_: whether that run stopped on ``tol`` rather than ``n_iter``.
     """
@@ -415,6 +487,7 @@ class HiddenMarkovModel:
 
     def _set(self, params: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
         self.log_init_, self.log_transition_, self.log_emission_ = params
+        self.__dict__.pop("vb_dirichlet_", None)  # new point parameters: any VB posterior is stale
 
     def _prepare(self, sentences: Sequence) -> list[torch.Tensor]:
         return _prepare_sentences(sentences, self.vocab_size, self._device)
@@ -572,6 +645,46 @@ class HiddenMarkovModel:
                 break
         return params, history, objective, iterations, converged
 
+    def _vb_dirichlet(self, counts: ExpectedCounts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """VB M-step: ``q(theta)`` = Dirichlet(expected counts + prior), row by row."""
+        a_t, a_e = self.config.alpha_transition, self.config.alpha_emission
+        return counts.init + a_t, counts.transition + a_t, counts.emission + a_e
+
+    def _vb_kl(self, dirichlet) -> float:
+        a_t, a_e = self.config.alpha_transition, self.config.alpha_emission
+        return sum(_dirichlet_kl(d, a).item() for d, a in zip(dirichlet, (a_t, a_t, a_e)))
+
+    def _run_vb(self, params, dirichlet, sentences, n_iter, tol, ctx):
+        """VB EM from point parameters ``params`` (if ``dirichlet`` is None) or from ``q(theta)`` = ``dirichlet``.
+
+        Returns ``(posterior-mean log params, ll history, ELBO history, iterations, converged, dirichlet)``.
+        """
+        packed = pack_sentences(sentences) if self.config.e_step == "scaled" else None
+        if dirichlet is None:  # a point estimate: its E-step gives q(z), no bound yet
+            counts = self._e_step(params, sentences, packed, ctx)
+            history, objective = [counts.log_likelihood.item()], [-math.inf]
+        else:
+            weights = tuple(_dirichlet_log_weights(d) for d in dirichlet)
+            counts = self._e_step(weights, sentences, packed, ctx)
+            history = [counts.log_likelihood.item()]
+            objective = [history[-1] - self._vb_kl(dirichlet)]
+        n_tokens = counts.n_tokens.item()
+        converged = False
+        iterations = 0
+        for _ in range(n_iter):
+            dirichlet = self._vb_dirichlet(counts)  # VB M-step
+            weights = tuple(_dirichlet_log_weights(d) for d in dirichlet)
+            counts = self._e_step(weights, sentences, packed, ctx)  # VB E-step on the sub-normalised weights
+            iterations += 1
+            history.append(counts.log_likelihood.item())
+            objective.append(history[-1] - self._vb_kl(dirichlet))
+            if (objective[-1] - objective[-2]) / n_tokens < tol:
+                converged = True
+                break
+        if dirichlet is not None:
+            params = tuple(_normalise_log(d, None) for d in dirichlet)  # posterior means
+        return params, history, objective, iterations, converged, dirichlet
+
     def fit_em(
         self,
         sentences: Sequence[torch.Tensor],
@@ -581,7 +694,12 @@ class HiddenMarkovModel:
         init: str | None = None,
         ctx: DistributedContext | None = None,
     ) -> "HiddenMarkovModel":
-        """Unsupervised training by Baum-Welch (EM), with random restarts.
+        """Unsupervised training by Baum-Welch (EM), or variational Bayes EM, with random restarts.
+
+        With ``config.estimator == "vb"`` each iteration is a VB M-step (``q(theta)``
+        = Dirichlet(counts + alpha)) and an E-step on the sub-normalised weights
+        ``exp E_q[log theta]``; the objective (``tol``, restart selection) is the ELBO,
+        and the parameters left are the posterior means of ``q(theta)``.
 
         Each iteration is one M-step (normalised expected counts, plus
         ``config.smoothing``) followed by an E-step under the new parameters,
@@ -635,16 +753,23 @@ class HiddenMarkovModel:
             seed = torch.randint(0, 2**62, (1,), generator=generator)
             dist.broadcast(seed, src=0)
             generator.manual_seed(int(seed.item()))
+        vb = cfg.estimator == "vb"
         best = None
         finals = []
         for _ in range(n_restarts):
             start = self._parameters() if init == "current" else self._random_parameters(generator)
-            run = self._run_em(start, sents, n_iter, tol, ctx)
+            if vb:
+                stored = getattr(self, "vb_dirichlet_", None) if init == "current" else None
+                run = self._run_vb(start, stored, sents, n_iter, tol, ctx)
+            else:
+                run = self._run_em(start, sents, n_iter, tol, ctx) + (None,)
             finals.append(run[2][-1])
             if best is None or run[2][-1] > best[2][-1]:
                 best = run
-        params, history, objective, iterations, converged = best
+        params, history, objective, iterations, converged, dirichlet = best
         self._set(params)
+        if dirichlet is not None:
+            self.vb_dirichlet_ = dirichlet
         self.log_likelihood_history_ = history
         self.objective_history_ = objective
         self.restart_log_likelihoods_ = finals
