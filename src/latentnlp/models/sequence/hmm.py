@@ -732,7 +732,8 @@ class HiddenMarkovModel:
             arguments, or ``init="current"`` with ``n_restarts > 1``.
             RuntimeError: for ``init="current"`` before any parameters are set.
 
-        Source: Baum et al. (1970); Rabiner (1989), Sec. III-C; Dempster, Laird & Rubin (1977).
+        Source: Baum et al. (1970); Rabiner (1989), Sec. III-C; Dempster, Laird & Rubin (1977);
+        VB: Beal (2003), ch. 3 (variational Bayesian HMM, ELBO); Johnson (2007), Sec. 4.
         """
         cfg = self.config
         n_iter = cfg.n_iter if n_iter is None else n_iter
