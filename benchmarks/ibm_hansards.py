@@ -64,6 +64,8 @@ from latentnlp.models.alignment.ibm import AlignmentSet
 PUBLISHED = {"fast_align": 0.153, "eflomal": 0.081}
 TARGETS = {"ibm1_gdfa_aer_max": 0.25, "ibm2_gdfa_aer_max": 0.15, "ibm1_speedup_vs_nltk_min": 100}
 N_TEST = 447
+N_DEV = 37  # the shared task's trial set: trained on like the test set, used to choose the symmetrisation
+SYMMETRISATIONS = ("intersection", "union", "grow-diag-final-and")
 
 
 def _scores(predicted, gold) -> dict:
@@ -90,7 +92,8 @@ def _train_direction(direction: str) -> tuple[AlignmentSet, AlignmentSet, dict, 
     t1 = time.perf_counter()
     model = IBMModel2(config).fit(data_dir)
     fit_seconds = time.perf_counter() - t1
-    test = data_dir.select(n - N_TEST, n)
+    test = data_dir.select(n - N_DEV - N_TEST, n - N_DEV)
+    dev = data_dir.select(n - N_DEV, n)
     k = config.model1_iterations
     secs = model.iteration_seconds_
     timing = {
@@ -102,16 +105,18 @@ def _train_direction(direction: str) -> tuple[AlignmentSet, AlignmentSet, dict, 
         "pairs_over_max_length": model.n_skipped_pairs_,
         "distinct_word_pairs": int(model.keys_.size),
     }
-    return model.model1().align(test), model.align(test), timing, [round(x, 3) for x in model.tension_history_]
+    m1 = model.model1()
+    links = {"test": (m1.align(test), model.align(test)), "dev": (m1.align(dev), model.align(dev))}
+    return links, timing, [round(x, 3) for x in model.tension_history_]
 
 
-def part_ibm(args, data: Path, gold) -> dict:
+def part_ibm(args, data: Path, gold, dev_gold) -> dict:
     t0 = time.perf_counter()
     corpus = read_parallel(data / "train.e.gz", data / "train.f.gz", max_sentences=args.max_sentences,
-                           extra=[(data / "test.e", data / "test.f")])
+                           extra=[(data / "test.e", data / "test.f"), (data / "dev.e", data / "dev.f")])
     read_seconds = time.perf_counter() - t0
     n = len(corpus)
-    print(f"read {n - N_TEST} training + {N_TEST} test pairs ({corpus.n_tokens[0]} English / {corpus.n_tokens[1]} French tokens) "
+    print(f"read {n - N_TEST - N_DEV} training + {N_DEV} dev + {N_TEST} test pairs ({corpus.n_tokens[0]} English / {corpus.n_tokens[1]} French tokens) "
           f"in {read_seconds:.0f} s", flush=True)
     config = IBM2Config(n_iterations=args.iterations, model1_iterations=args.model1_iterations)
     global _SHARED
@@ -124,25 +129,33 @@ def part_ibm(args, data: Path, gold) -> dict:
     else:
         outcomes = [_train_direction(d) for d in ("e2f", "f2e")]
     _SHARED = None
-    links = {"ibm1": {}, "ibm2": {}}
+    links = {split: {"ibm1": {}, "ibm2": {}} for split in ("test", "dev")}
     timing, tension = {}, {}
-    for direction, (l1, l2, tm, tn) in zip(("e2f", "f2e"), outcomes):
-        links["ibm1"][direction], links["ibm2"][direction] = l1, l2
+    for direction, (by_split, tm, tn) in zip(("e2f", "f2e"), outcomes):
+        for split, (l1, l2) in by_split.items():
+            links[split]["ibm1"][direction], links[split]["ibm2"][direction] = l1, l2
         timing[direction], tension[direction] = tm, tn
         print(f"{direction}: {tm}", flush=True)
     result = {
-        "n_train_pairs": n - N_TEST,
+        "n_train_pairs": n - N_TEST - N_DEV,
+        "n_dev_pairs": N_DEV,
         "n_test_pairs": N_TEST,
         "tokens_english_french": list(corpus.n_tokens),
         "read_seconds": round(read_seconds, 1),
         "config": config.to_dict(),
         "timing": timing,
         "ibm2_tension_per_iteration": tension,
-        "ibm1": _all_scores(links["ibm1"]["e2f"], links["ibm1"]["f2e"], gold),
-        "ibm2": _all_scores(links["ibm2"]["e2f"], links["ibm2"]["f2e"], gold),
+        "ibm1": _all_scores(links["test"]["ibm1"]["e2f"], links["test"]["ibm1"]["f2e"], gold),
+        "ibm2": _all_scores(links["test"]["ibm2"]["e2f"], links["test"]["ibm2"]["f2e"], gold),
+        "dev": {m: _all_scores(links["dev"][m]["e2f"], links["dev"][m]["f2e"], dev_gold) for m in ("ibm1", "ibm2")},
         "total_seconds": round(time.perf_counter() - t0, 1),
         "processes": args.jobs,
     }
+    # The symmetrisation is chosen on the 37 dev (trial) pairs, never on the test pairs.
+    result["selected_on_dev"] = {}
+    for m in ("ibm1", "ibm2"):
+        best = min(SYMMETRISATIONS, key=lambda k: result["dev"][m][k]["aer"])
+        result["selected_on_dev"][m] = {"method": best, "dev_aer": result["dev"][m][best]["aer"], "test": result[m][best]}
     return result
 
 
@@ -244,6 +257,10 @@ def print_table(res: dict) -> None:
         for model in ("ibm1", "ibm2"):
             for k, v in ibm[model].items():
                 print(f"{model:10s} {k:22s} {v['aer']:7.4f} {v['precision']:7.4f} {v['recall']:7.4f}")
+        for model, sel in ibm.get("selected_on_dev", {}).items():
+            t = sel["test"]
+            print(f"{model:10s} {sel['method'] + ' (dev-chosen)':22s} {t['aer']:7.4f} {t['precision']:7.4f} {t['recall']:7.4f}"
+                  f"   dev AER {sel['dev_aer']:.4f}")
         ef = res.get("eflomal@" + key.split("@")[1], {})
         if "grow-diag-final-and" in ef:
             for k in ("e2f", "f2e", "grow-diag-final-and"):
@@ -278,6 +295,7 @@ def main(argv=None) -> int:
 
     data = dataset_path("hansards-wpt03", args.data_dir)
     gold = read_naacl_alignment(data / "test.wa.nonullalign", N_TEST)
+    dev_gold = read_naacl_alignment(data / "dev.wa.nonullalign", N_DEV)
     out = Path(args.out)
     res = json.loads(out.read_text()) if out.is_file() else {}
     res["machine"] = {
@@ -291,7 +309,7 @@ def main(argv=None) -> int:
         res["nltk"] = part_nltk(args, data)
     size = "full" if args.max_sentences is None else str(args.max_sentences)
     if "ibm" in args.parts:
-        res[f"ibm@{size}"] = part_ibm(args, data, gold)
+        res[f"ibm@{size}"] = part_ibm(args, data, gold, dev_gold)
         res[f"ibm@{size}"]["load_average_at_end"] = list(os.getloadavg())
     if "eflomal" in args.parts:
         res[f"eflomal@{size}"] = part_eflomal(args, data, gold, Path(args.tmp))
