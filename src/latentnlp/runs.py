@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write_text
 from .training.checkpoint import atomic_save_tensors, load_tensors
 
 __all__ = ["RunDirectory", "MODEL_REGISTRY", "register_model"]
@@ -44,13 +45,6 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RunDirectory:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..data.parallel import (
     GoldAlignment,
     read_gold_alignment,
@@ -161,7 +162,7 @@ def cmd_align(args: argparse.Namespace) -> int:
         meta["direction"] = name
         atomic_save_tensors(run.file(f"{name}.safetensors"), tensors, meta)
         rows += _metrics_rows(model, name)
-    run.file(run.METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(run.file(run.METRICS), "".join(json.dumps(r) + "\n" for r in rows))
 
     t0 = time.perf_counter()
     final = fwd_links if bwd_links is None else symmetrize(fwd_links, bwd_links, args.symmetrize)
@@ -172,7 +173,7 @@ def cmd_align(args: argparse.Namespace) -> int:
         if bwd_links is not None:
             write_pharaoh(run.file("test.backward.align"), bwd_links.select(n_train, len(corpus)).swap())
         lengths = np.stack([corpus.source.lengths[n_train:], corpus.target.lengths[n_train:]], axis=1)
-        run.file("test.lengths.txt").write_text("".join(f"{a} {b}\n" for a, b in lengths.tolist()))
+        atomic_write_text(run.file("test.lengths.txt"), "".join(f"{a} {b}\n" for a, b in lengths.tolist()))
     log.info("wrote alignments in %.1f s", time.perf_counter() - t0)
     print(f"run directory: {run.path}")
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..atomic import atomic_write_text
 from ..data.tagged import (
     FORMATS,
     TAG_COLUMNS,
@@ -52,7 +53,7 @@ from ..evaluation.tagging import (
     v_measure,
 )
 from ..models.sequence.hmm import HiddenMarkovModel, HMMConfig
-from ..runs import RunDirectory, atomic_write_text
+from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors, load_tensors
 from ..training.distributed import init_from_env, shard_bounds
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +28,8 @@ from typing import NoReturn
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from ..atomic import atomic_write_text
 
 __all__ = [
     "BowCorpus",
@@ -426,23 +427,6 @@ def read_feat(path: PathLike, vocab: Sequence[str] | PathLike) -> BowCorpus:
     return BowCorpus(counts, words, label_arr)
 
 
-def _write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and
-    ``os.replace``, so readers never see a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_feat(corpus: BowCorpus, path: PathLike) -> None:
     """Write ``corpus`` as a ``.feat`` file, atomically.
 
@@ -462,7 +446,7 @@ def write_feat(corpus: BowCorpus, path: PathLike) -> None:
         lo, hi = indptr[d], indptr[d + 1]
         tokens = " ".join(f"{i}:{c}" for i, c in zip(ids[lo:hi], data[lo:hi]))
         lines.append(f"{label} {tokens}\n" if tokens else f"{label}\n")
-    _write_atomic(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
 
 
 def write_vocab(vocab: Sequence[str], path: PathLike, counts: Iterable[int] | None = None) -> None:
@@ -486,7 +470,7 @@ def write_vocab(vocab: Sequence[str], path: PathLike, counts: Iterable[int] | No
         if len(count_list) != len(words):
             raise ValueError(f"{len(count_list)} counts for {len(words)} words")
         lines = [f"{w} {c}\n" for w, c in zip(words, count_list)]
-    _write_atomic(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
 
 
 # --------------------------------------------------------------------------- from text

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from .bow import CorpusFormatError
 
 __all__ = [
@@ -151,11 +152,7 @@ class Vocabulary:
 
     def write(self, path: PathLike) -> None:
         """One word per line (line ``i``, 0-based, is word id ``i``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(w + "\n" for w in self._words), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(w + "\n" for w in self._words))
 
     @classmethod
     def read(cls, path: PathLike) -> Vocabulary:
@@ -557,17 +554,12 @@ def write_pharaoh(path: PathLike, alignments: Iterable[Iterable[Link] | np.ndarr
     Args:
         alignments: per sentence, ``(source_pos, target_pos)`` pairs (or an ``(n, 2)`` array).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for links in alignments:
-            pairs = links.tolist() if isinstance(links, np.ndarray) else links
-            fh.write(" ".join(f"{i}-{j}" for i, j in sorted(map(tuple, pairs))) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    lines = []
+    for links in alignments:
+        pairs = links.tolist() if isinstance(links, np.ndarray) else links
+        lines.append(" ".join(f"{i}-{j}" for i, j in sorted(map(tuple, pairs))) + "\n")
+    atomic_write_text(path, "".join(lines))
+    return len(lines)
 
 
 def iter_links(gold: GoldAlignment, sure: bool = True) -> Iterator[tuple[int, Link]]:

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_text
 from .checkpoint import (
     atomic_save_tensors,
     flatten_optimizer_state,
@@ -234,10 +235,7 @@ class Trainer:
 
     def _rewrite_metrics(self) -> None:
         assert self.run_dir is not None
-        path = self.run_dir / METRICS_NAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        tmp.replace(path)
+        atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def _append_metrics(self, record: dict) -> None:
         if self.run_dir is None or not self.ctx.is_main:
