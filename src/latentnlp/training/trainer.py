@@ -7,8 +7,11 @@ What it does, in order, for each epoch (one pass over the training set):
    process its contiguous shard of documents and noise, so one process and N
    processes under ``torchrun`` compute the same gradient (common random numbers);
 3. calls ``model(x, noise)`` (the model's ``forward`` returns per-example ``(B,)``
-   terms with a ``"loss"`` entry, nats) and steps the optimiser of the current
-   phase (the paper's alternating encoder/decoder updates, or one joint phase);
+   terms with a ``"loss"`` entry, nats, and optionally a ``"surrogate"`` entry whose
+   gradient is the estimator's: the loss is then only reported, the surrogate is
+   differentiated, as in Pyro) and steps the optimiser of the current phase (the
+   paper's alternating encoder/decoder updates, or one joint phase) at the
+   learning rate the schedule gives for this epoch;
 4. validates every ``validate_every`` epochs, keeps the best weights, stops early
    after ``patience`` validations without improvement or when the time budget
    is spent;
@@ -59,8 +62,14 @@ class TrainConfig:
     Attributes:
         epochs: maximum passes over the training set.
         batch_size: documents per global batch, summed over processes (NVDM paper: 64).
-        learning_rate: Adam step size (NVDM released code: 5e-5).
+        learning_rate: (initial) step size (NVDM released code: 5e-5 with Adam).
         betas: Adam moment decay rates (paper: TensorFlow defaults 0.9, 0.999).
+        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``; the classic choice for
+            RBMs trained by contrastive divergence).
+        momentum: SGD momentum (ignored by Adam).
+        lr_schedule: ``"constant"``; ``"linear"`` decays the rate linearly to 0 at the
+            last epoch (Tieleman 2008 for PCD); ``"cosine"`` decays it along a half
+            cosine. The rate is a function of the epoch alone, so resuming is exact.
         alternate: update encoder and decoder in turn with separate optimisers (paper
             Algorithm 1) instead of jointly.
         alternate_every: epochs spent on one phase before switching (released code: 10).
@@ -79,6 +88,9 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    lr_schedule: str = "constant"
     alternate: bool = False
     alternate_every: int = 10
     validate_every: int = 1
@@ -97,6 +109,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"TrainConfig.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'constant', 'linear' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum!r}")
         if self.patience < 0:
             raise ValueError(f"TrainConfig.patience must be >= 0, got {self.patience!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -105,6 +123,21 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Step size during epoch ``epoch`` (0-based) under ``lr_schedule``."""
+        progress = min(max(epoch / self.epochs, 0.0), 1.0)
+        if self.lr_schedule == "linear":
+            return self.learning_rate * (1.0 - progress)
+        if self.lr_schedule == "cosine":
+            return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.learning_rate
+
+
+def _make_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+    return torch.optim.Adam(params, lr=config.learning_rate, betas=config.betas)
 
 
 @dataclass
@@ -160,9 +193,7 @@ class Trainer:
         self.ctx = ctx or DistributedContext.current()
         self.on_step = on_step
         phases = model.optimization_phases(config.alternate)
-        self.optimizers = {
-            name: torch.optim.Adam(params, lr=config.learning_rate, betas=config.betas) for name, params in phases.items()
-        }
+        self.optimizers = {name: _make_optimizer(params, config) for name, params in phases.items()}
         self.phase_names = list(self.optimizers)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
@@ -263,6 +294,8 @@ class Trainer:
         cfg = self.config
         phase = self.phase_names[(self.epoch // cfg.alternate_every) % len(self.phase_names)]
         optimizer = self.optimizers[phase]
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.learning_rate_at(self.epoch)
         self.model.train()
         perm = torch.randperm(self.n_train, generator=self.generator)
         sums: dict[str, float] = {}
@@ -285,10 +318,10 @@ class Trainer:
                 noise = sample_noise(len(idx), self.generator)
                 noise = None if noise is None else noise[:, lo:hi]
             out = self.net(x, noise)
-            per_example = out["loss"]
+            per_example = out["surrogate"] if "surrogate" in out else out["loss"]
             # Scaled so that DDP's average over processes equals the global batch mean.
             loss = per_example.sum() * (self.ctx.world_size / len(idx))
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss) or not torch.isfinite(out["loss"]).all():
                 bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
                 raise FloatingPointError(
                     f"non-finite training loss at epoch {self.epoch + 1}, step {self.step + 1} "
@@ -304,7 +337,8 @@ class Trainer:
             self.step += 1
             with torch.no_grad():
                 for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach().sum())
+                    if k != "surrogate":
+                        sums[k] = sums.get(k, 0.0) + float(v.detach().sum())
             count += hi - lo
             if b % 10 == 0 or b == n_batches - 1:
                 bar.set_postfix(loss=f"{sums['loss'] / max(count, 1):.1f}")
@@ -314,7 +348,10 @@ class Trainer:
         bar.close()
         keys = sorted(sums)
         totals = self._reduce(torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64))
-        return {f"train_{k}": float(totals[i] / totals[-1]) for i, k in enumerate(keys)} | {"phase": phase}
+        return {f"train_{k}": float(totals[i] / totals[-1]) for i, k in enumerate(keys)} | {
+            "phase": phase,
+            "learning_rate": optimizer.param_groups[0]["lr"],
+        }
 
     def fit(self) -> TrainResult:
         """Train until ``epochs``, early stopping or the time budget; restore the best weights.
