@@ -10,6 +10,9 @@
     latentnlp evaluate RUN_DIR --test FILE          (HMM: accuracy, or M-1/1-1/V-measure)
     latentnlp align --source F --target E --model ibm1|ibm2 --iterations N --out RUN_DIR
     latentnlp evaluate RUN_DIR --gold FILE          (alignment: AER, precision, recall)
+    latentnlp train nade|made|rbm --data-dir DIR --out RUN_DIR   (binarized MNIST, or --data FILE.npz)
+    latentnlp evaluate RUN_DIR                      (density: test NLL in nats, estimator named)
+    latentnlp sample RUN_DIR --n 64                 (PNG grid of samples)
 
 ``evaluate`` and ``tag`` read the model name from ``RUN_DIR/config.json`` and
 dispatch to that model's command module (an explicit table, :data:`EVALUATORS`).
@@ -24,6 +27,7 @@ import sys
 from typing import Callable, Sequence
 
 from .commands import align as align_commands
+from .commands import density as density_commands
 from .commands import hmm as hmm_commands
 from .commands import nvdm as nvdm_commands
 from .data.bow import CorpusFormatError
@@ -32,7 +36,9 @@ from .training.checkpoint import CheckpointError
 
 # model name in config.json -> function(args) -> exit code
 EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_commands.evaluate, "hmm": hmm_commands.evaluate,
-                                                          "ibm1": align_commands.evaluate, "ibm2": align_commands.evaluate}
+                                                          "ibm1": align_commands.evaluate, "ibm2": align_commands.evaluate,
+                                                          "nade": density_commands.evaluate, "made": density_commands.evaluate,
+                                                          "rbm": density_commands.evaluate}
 TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {"hmm": hmm_commands.tag}
 
 
@@ -55,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = train.add_subparsers(dest="model", required=True)
     nvdm_commands.add_train_parser(train_sub)
     hmm_commands.add_train_parser(train_sub)
+    density_commands.add_train_parser(train_sub)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model (what is measured depends on the model)")
     ev.add_argument("run_dir")
@@ -65,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--elbo-samples", type=int, default=20, help="samples averaged in each document's ELBO")
     ev.add_argument("--iw-samples", type=int, default=100, help="K for the importance-weighted estimate (0: skip)")
     ev.add_argument("--seed", type=int, default=0)
+    density_commands.add_evaluate_options(ev)
     ev.set_defaults(func=_dispatch(EVALUATORS, "evaluate"))
 
     tag = sub.add_parser("tag", help="tag sentences from standard input (one per line) with a trained tagger")
@@ -73,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     nvdm_commands.add_root_parsers(sub)
     align_commands.add_root_parsers(sub)
+    density_commands.add_root_parsers(sub)
     return parser
 
 

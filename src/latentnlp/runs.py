@@ -42,6 +42,13 @@ def _register_builtin() -> None:
     from .models.document.nvdm import NVDM, NVDMConfig
 
     register_model("nvdm", NVDM, NVDMConfig)
+    from .models.density.made import MADE, MADEConfig
+    from .models.density.nade import NADE, NADEConfig
+    from .models.density.rbm import BernoulliRBM, RBMConfig
+
+    register_model("nade", NADE, NADEConfig)
+    register_model("made", MADE, MADEConfig)
+    register_model("rbm", BernoulliRBM, RBMConfig)
 
 
 _register_builtin()
