@@ -298,9 +298,9 @@ class RBMBaseRatePath(AnnealingPath):
         return float(F.softplus(self.a.double()).sum()) + self.W.shape[1] * math.log(2.0)
 
     def log_unnormalized(self, state: torch.Tensor, beta: float) -> torch.Tensor:
-        pre = state @ self.W + self.c
-        vis = state @ ((1.0 - beta) * self.a + beta * self.b)
-        return vis.double() + F.softplus(beta * pre).double().sum(-1)
+        pre = (state @ self.W + self.c).double()
+        vis = state.double() @ ((1.0 - beta) * self.a + beta * self.b).double()
+        return vis + F.softplus(beta * pre).sum(-1)
 
     def _move(self, v: torch.Tensor, pre: torch.Tensor, beta: float, generator: torch.Generator | None) -> torch.Tensor:
         ph = torch.sigmoid(beta * pre)
@@ -314,10 +314,11 @@ class RBMBaseRatePath(AnnealingPath):
     def step(self, state, beta_prev, beta, generator, move=True):
         # One matrix product serves both the weight update and the hidden draw.
         pre = state @ self.W + self.c  # (M, H)
-        dv = state @ (self.b - self.a)  # (M,)
-        increment = (beta - beta_prev) * dv.double() + (
-            F.softplus(beta * pre).sum(-1).double() - F.softplus(beta_prev * pre).sum(-1).double()
-        )
+        # The increment is a small difference of large sums: form it term by term in float64
+        # (thousands of float32 round-offs would otherwise accumulate along the path).
+        pre64 = pre.double()
+        dv = state.double() @ (self.b - self.a).double()  # (M,)
+        increment = (beta - beta_prev) * dv + (F.softplus(beta * pre64) - F.softplus(beta_prev * pre64)).sum(-1)
         if move:
             state = self._move(state, pre, beta, generator)
         return increment, state

@@ -74,18 +74,19 @@ def kernel_available() -> bool:
 
 
 class _FusedNADE(torch.autograd.Function):
-    """``log p(x)`` by the fused kernel; backward recomputes the forward pass per example."""
+    """``log p(x)`` by the fused kernel; the backward pass walks back from the kept logits and final pre-activations."""
 
     @staticmethod
     def forward(ctx, x, WT, V, c, b):  # noqa: D401 - autograd signature
-        k = _kernel()
-        ctx.save_for_backward(x, WT, V, c, b)
-        return k.nade_log_prob(x, WT, V, c, b)
+        keep = any(ctx.needs_input_grad[1:])
+        log_p, logits, a_final = _kernel().nade_forward(x, WT, V, c, b, keep)
+        ctx.save_for_backward(x, WT, V, c, b, logits, a_final)
+        return log_p
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, WT, V, c, b = ctx.saved_tensors
-        dWT, dV, dc, db = _kernel().nade_backward(x, WT, V, c, b, grad_out.contiguous())
+        x, WT, V, c, b, logits, a_final = ctx.saved_tensors
+        dWT, dV, dc, db = _kernel().nade_backward(x, WT, V, c, b, logits, a_final, grad_out.contiguous())
         return None, dWT, dV, dc, db
 
 

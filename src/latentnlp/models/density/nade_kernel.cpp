@@ -7,10 +7,10 @@
 //   h_d = sigmoid(a_d);  logit_d = b_d + V_d . h_d
 //   log p(x) = sum_d x_d logit_d - softplus(logit_d)  (nats)
 //
-// nade_log_prob: (B,) log-likelihoods.  nade_backward: gradients of sum_n g_n log p(x_n) with
-// respect to WT, V, c, b: the forward pass is recomputed, then walked back subtracting x_d W[:, d] from the
-// final pre-activation, so no (D, H) activations are stored; examples go in blocks of 8 so that each
-// row of V, W and of their gradients is loaded once per block.
+// nade_forward: (B,) log-likelihoods (and, to train, the logits and final pre-activations).
+// nade_backward: gradients of sum_n g_n log p(x_n) with respect to WT, V, c, b, walking back from the
+// final pre-activation by subtracting x_d W[:, d], so no (D, H) activations are stored; examples go in
+// blocks of 8 so that each row of V, W and of their gradients is loaded once per block.
 #include <torch/extension.h>
 #include <omp.h>
 #include <cmath>
@@ -42,6 +42,7 @@ void forward_block(const float* x, const float* WT, const float* V, const float*
     for (int64_t k = 0; k < H; ++k) a[e * H + k] = c[k];
     lp[e] = 0.0f;
   }
+  // (a ends as the final pre-activation a_{D+1} of each example.)
   for (int64_t d = 0; d < D; ++d) {
     const float* v = V + d * H;
     const float* w = WT + d * H;
@@ -64,13 +65,19 @@ void forward_block(const float* x, const float* WT, const float* V, const float*
 
 }  // namespace
 
-torch::Tensor nade_log_prob(torch::Tensor x, torch::Tensor WT, torch::Tensor V, torch::Tensor c, torch::Tensor b) {
+std::vector<torch::Tensor> nade_forward(torch::Tensor x, torch::Tensor WT, torch::Tensor V, torch::Tensor c,
+                                        torch::Tensor b, bool keep) {
   check(x, WT, V, c, b);
   const int64_t B = x.size(0), D = x.size(1), H = WT.size(1);
   auto out = torch::empty({B}, x.options());
+  // With keep: the logits (B, D) and final pre-activations (B, H) the backward pass starts from.
+  auto logits = keep ? torch::empty({B, D}, x.options()) : torch::empty({0}, x.options());
+  auto a_final = keep ? torch::empty({B, H}, x.options()) : torch::empty({0}, x.options());
   const float *xp = x.data_ptr<float>(), *wp = WT.data_ptr<float>(), *vp = V.data_ptr<float>(),
               *cp = c.data_ptr<float>(), *bp = b.data_ptr<float>();
   float* op = out.data_ptr<float>();
+  float* lgp = keep ? logits.data_ptr<float>() : nullptr;
+  float* afp = keep ? a_final.data_ptr<float>() : nullptr;
   const int64_t n_blocks = (B + kBlock - 1) / kBlock;
 #pragma omp parallel
   {
@@ -78,20 +85,24 @@ torch::Tensor nade_log_prob(torch::Tensor x, torch::Tensor WT, torch::Tensor V, 
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t n0 = blk * kBlock, E = std::min(kBlock, B - n0);
-      forward_block(xp + n0 * D, wp, vp, cp, bp, D, H, E, a.data(), nullptr, op + n0);
+      forward_block(xp + n0 * D, wp, vp, cp, bp, D, H, E, a.data(), lgp ? lgp + n0 * D : nullptr, op + n0);
+      if (afp) std::copy(a.begin(), a.begin() + E * H, afp + n0 * H);
     }
   }
-  return out;
+  return {out, logits, a_final};
 }
 
 std::vector<torch::Tensor> nade_backward(torch::Tensor x, torch::Tensor WT, torch::Tensor V, torch::Tensor c,
-                                         torch::Tensor b, torch::Tensor g) {
+                                         torch::Tensor b, torch::Tensor logits, torch::Tensor a_final, torch::Tensor g) {
   check(x, WT, V, c, b);
+  TORCH_CHECK(logits.sizes() == x.sizes() && a_final.dim() == 2 && a_final.size(0) == x.size(0) &&
+                  a_final.size(1) == WT.size(1) && logits.is_contiguous() && a_final.is_contiguous(),
+              "nade: logits (B, D) and a_final (B, H) from nade_forward(keep=true) are required");
   TORCH_CHECK(g.dim() == 1 && g.size(0) == x.size(0) && g.scalar_type() == torch::kFloat32 && g.is_contiguous(),
               "nade: grad_output must be a contiguous float32 (B,) tensor");
   const int64_t B = x.size(0), D = x.size(1), H = WT.size(1);
   const float *xp = x.data_ptr<float>(), *wp = WT.data_ptr<float>(), *vp = V.data_ptr<float>(),
-              *cp = c.data_ptr<float>(), *bp = b.data_ptr<float>(), *gp = g.data_ptr<float>();
+              *gp = g.data_ptr<float>(), *lgp = logits.data_ptr<float>(), *afp = a_final.data_ptr<float>();
   const int n_threads = omp_get_max_threads();
   const int64_t n_blocks = (B + kBlock - 1) / kBlock;
   // Per-thread accumulators, summed at the end (deterministic for a fixed thread count).
@@ -103,13 +114,14 @@ std::vector<torch::Tensor> nade_backward(torch::Tensor x, torch::Tensor WT, torc
     gV[t].assign(D * H, 0.0f);
     gc[t].assign(H, 0.0f);
     gb[t].assign(D, 0.0f);
-    std::vector<float> a(kBlock * H), lg(kBlock * D), lp(kBlock), G(kBlock * H), h(H);
+    std::vector<float> a(kBlock * H), G(kBlock * H);
     float *dW = gWT[t].data(), *dV = gV[t].data(), *dc = gc[t].data(), *db = gb[t].data();
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t n0 = blk * kBlock, E = std::min(kBlock, B - n0);
       const float* xb = xp + n0 * D;
-      forward_block(xb, wp, vp, cp, bp, D, H, E, a.data(), lg.data(), lp.data());
+      const float* lg = lgp + n0 * D;
+      std::copy(afp + n0 * H, afp + (n0 + E) * H, a.begin());
       std::fill(G.begin(), G.end(), 0.0f);  // G_e = sum_{d' > d} dL/da_{d'} for example e
       // Walk back: a holds a_{d+1}; subtracting x_d W[:, d] gives a_d (recomputed, not stored).
       for (int64_t d = D - 1; d >= 0; --d) {
@@ -157,6 +169,6 @@ std::vector<torch::Tensor> nade_backward(torch::Tensor x, torch::Tensor WT, torc
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("nade_log_prob", &nade_log_prob, "NADE log p(x), (B,) nats");
+  m.def("nade_forward", &nade_forward, "NADE log p(x) (B,) nats; with keep, also logits (B, D) and a_final (B, H)");
   m.def("nade_backward", &nade_backward, "gradients of sum_n g_n log p(x_n): dWT, dV, dc, db");
 }
