@@ -53,3 +53,23 @@ def test_symmetrize_corpus_swaps_backward_links():
     assert symmetrize(fwd, bwd, "intersection").to_sets() == [{(0, 0), (1, 1)}, set()]
     with pytest.raises(ValueError, match="unknown symmetrization 'x'"):
         symmetrize(fwd, bwd, "x")
+
+
+def test_posterior_symmetrize_product_and_mean():
+    from latentnlp.models.alignment import posterior_symmetrize
+
+    # one pair, l = 2 source and m = 2 target words; forward (l + 1, m), backward (m + 1, l), row 0 NULL
+    fwd = np.array([[0.1, 0.0], [0.9, 0.3], [0.0, 0.7]])
+    bwd = np.array([[0.0, 0.2], [0.8, 0.0], [0.2, 0.8]])  # row 1: target word 0 -> source 0 with 0.8
+    # scores (source i, target j): product [[0.72, 0.06], [0.0, 0.56]]; mean [[0.85, 0.25], [0.0, 0.75]]
+    assert posterior_symmetrize([fwd], [bwd], 0.5).to_sets() == [{(0, 0), (1, 1)}]
+    assert posterior_symmetrize([fwd], [bwd], 0.1).to_sets() == [{(0, 0), (1, 1)}]
+    assert posterior_symmetrize([fwd], [bwd], 0.05).to_sets() == [{(0, 0), (0, 1), (1, 1)}]
+    assert posterior_symmetrize([fwd], [bwd], 0.6).to_sets() == [{(0, 0)}]
+    assert posterior_symmetrize([fwd], [bwd], 0.2, combine="mean").to_sets() == [{(0, 0), (0, 1), (1, 1)}]
+    with pytest.raises(ValueError, match="unknown combine"):
+        posterior_symmetrize([fwd], [bwd], 0.5, combine="max")
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        posterior_symmetrize([fwd], [bwd], 0.0)
+    with pytest.raises(ValueError, match="do not match"):
+        posterior_symmetrize([fwd], [bwd.T], 0.5)

@@ -11,14 +11,17 @@ from latentnlp.models.alignment.ibm import (
     log_partition,
 )
 from latentnlp.models.alignment.symmetrize import (
+    POSTERIOR_COMBINATIONS,
     SYMMETRIZATIONS,
     grow_diag_final_and,
     intersection,
+    posterior_symmetrize,
     symmetrize,
     union,
 )
 
 __all__ = [
+    "POSTERIOR_COMBINATIONS",
     "SYMMETRIZATIONS",
     "AlignmentSet",
     "ExpectedCounts",
@@ -27,9 +30,10 @@ __all__ = [
     "IBMModel1",
     "IBMModel2",
     "diagonal_feature",
-    "log_partition",
     "grow_diag_final_and",
     "intersection",
+    "log_partition",
+    "posterior_symmetrize",
     "symmetrize",
     "union",
 ]

@@ -8,16 +8,22 @@ combining them helps: *intersection* is precise, *union* recalls more, and
 Both inputs are ``(source_pos, target_pos)`` links of the same sentence pair: ``forward``
 from the model ``p(target | source)`` and ``backward`` from ``p(source | target)`` with its
 links already swapped into ``(source_pos, target_pos)`` order.
+
+:func:`posterior_symmetrize` combines the two directions' *link posteriors* instead of
+their Viterbi links (posterior decoding, Liang, Taskar & Klein 2006): a link is kept
+when the combined posterior reaches a threshold chosen on held-out data.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from .ibm import AlignmentSet
 
-__all__ = ["SYMMETRIZATIONS", "grow_diag_final_and", "intersection", "symmetrize", "union"]
+__all__ = ["POSTERIOR_COMBINATIONS", "SYMMETRIZATIONS", "grow_diag_final_and", "intersection", "posterior_symmetrize", "symmetrize", "union"]
 
 Links = set[tuple[int, int]]
 
@@ -107,4 +113,57 @@ def symmetrize(forward: AlignmentSet, backward: AlignmentSet, method: str = "gro
         f = map(tuple, forward[k].tolist())
         b = ((j, i) for i, j in backward[k].tolist())
         out.append(fn(f, b))
+    return AlignmentSet.from_sets(out)
+
+
+POSTERIOR_COMBINATIONS = ("product", "mean")
+"""How :func:`posterior_symmetrize` combines the two directions' posteriors of a link."""
+
+
+def posterior_symmetrize(
+    forward: Sequence[np.ndarray],
+    backward: Sequence[np.ndarray],
+    threshold: float = 0.5,
+    combine: str = "product",
+) -> AlignmentSet:
+    """Posterior decoding of two directional models: keep ``(i, j)`` when the combined posterior >= ``threshold``.
+
+    With ``combine="product"`` the score of a link is ``p_fwd(a_j = i) * p_bwd(b_i = j)``,
+    the agreement of the two models' posteriors as used for decoding by Liang, Taskar &
+    Klein (2006, "Alignment by Agreement"; here the models are trained independently). It
+    behaves like a soft intersection: a link needs both directions' support, but unlike
+    the Viterbi intersection a word may keep several links whose posteriors are high. With
+    ``combine="mean"`` the score is ``(p_fwd + p_bwd) / 2``, a soft union. The threshold
+    trades precision for recall and is to be chosen on held-out gold alignments.
+
+    Args:
+        forward: per pair, the ``(l + 1, m)`` posteriors of the ``source -> target`` model
+            (:meth:`IBMModel1.link_posteriors`; row 0 NULL).
+        backward: per pair, the ``(m + 1, l)`` posteriors of the ``target -> source`` model
+            as it output them (row 0 NULL, then target positions).
+        threshold: in ``(0, 1]``.
+        combine: ``"product"`` or ``"mean"``.
+
+    Returns:
+        The links as 0-based ``(source_pos, target_pos)`` per pair.
+
+    Raises:
+        ValueError: for an unknown ``combine``, a threshold outside ``(0, 1]``, or
+            inputs whose numbers of pairs or shapes disagree.
+    """
+    if combine not in POSTERIOR_COMBINATIONS:
+        raise ValueError(f"unknown combine {combine!r}; choose from {list(POSTERIOR_COMBINATIONS)}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+    if len(forward) != len(backward):
+        raise ValueError(f"forward posteriors cover {len(forward)} pairs but backward ones {len(backward)}")
+    out = []
+    for k, (pf, pb) in enumerate(zip(forward, backward)):
+        pf, pb = np.asarray(pf, dtype=np.float64), np.asarray(pb, dtype=np.float64)
+        if pf.ndim != 2 or pb.ndim != 2 or pf.shape[0] - 1 != pb.shape[1] or pf.shape[1] != pb.shape[0] - 1:
+            raise ValueError(f"pair {k}: forward posteriors of shape {pf.shape} do not match backward ones of shape {pb.shape}")
+        a, b = pf[1:], pb[1:].T  # (l, m) each, NULL rows dropped
+        score = a * b if combine == "product" else 0.5 * (a + b)
+        i, j = np.nonzero(score >= threshold)
+        out.append(set(zip(i.tolist(), j.tolist())))
     return AlignmentSet.from_sets(out)
