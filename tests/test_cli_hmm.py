@@ -1,10 +1,12 @@
 """``latentnlp train hmm`` / ``tag`` / ``evaluate`` end to end on small slices of the real corpora."""
 
 import io
+import itertools
 import json
 import sys
 
 import pytest
+import torch
 
 from latentnlp.cli import main
 from latentnlp.commands.hmm import load_hmm
@@ -48,7 +50,7 @@ def test_supervised_run_directory_and_accuracy(supervised_run, slices, capsys):
     assert {"config.json", "model.safetensors", "vocab.txt", "tags.json"} <= names
     config = RunDirectory(supervised_run).read_config()
     assert config["model"] == "hmm" and config["mode"] == "supervised" and config["model_config"]["n_states"] == 17
-    model, words, tags = load_hmm(RunDirectory(supervised_run))
+    _, words, tags = load_hmm(RunDirectory(supervised_run))
     assert words.tokens[0] == "<unk>" and "NOUN" in tags.tokens
     assert main(["evaluate", str(supervised_run), "--test", str(slices[1])]) == 0
     assert "accuracy" in capsys.readouterr().out
@@ -75,7 +77,7 @@ def test_em_run_history_curve_and_scores(em_run, slices, capsys):
     assert {"metrics.jsonl", "learning_curve.png", "model.safetensors", "vocab.txt", "tags.json"} <= names
     history = [r["log_likelihood"] for r in RunDirectory(em_run).read_metrics()]
     assert len(history) == 16
-    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(history, history[1:]))
+    assert all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(history))
     assert len(RunDirectory(em_run).read_config()["train"]["restart_log_likelihoods"]) == 2
     assert main(["evaluate", str(em_run), "--test", str(slices[1])]) == 0
     report = json.loads((em_run / "evaluation.json").read_text())[str(slices[1].resolve())]
@@ -129,3 +131,49 @@ def test_bad_input_gives_clear_errors(tmp_path, supervised_run, slices, capsys):
     assert "--restarts must be >= 1" in capsys.readouterr().err
     assert main(["tag", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_word_preprocessing_round_trips_through_the_run_directory(slices, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sig"
+    assert main(["train", "hmm", "--train", str(slices[0]), "--unsupervised", "--states", "6", "--iterations", "5",
+                 "--tol", "-1", "--max-sentences", "150", "--seed", "0", "--lowercase", "--map-digits",
+                 "--rare-words", "signature", "--rare-threshold", "1", "--out", str(out)]) == 0
+    run = RunDirectory(out)
+    assert run.read_config()["data"]["word_preprocessing"] == {
+        "lowercase": True, "digits": True, "rare_words": "signature", "rare_threshold": 1}
+    model, words, _ = load_hmm(run)
+    assert "the" in words and "The" not in words and "<sig-lower-ing>" in words and "<sig-cap>" in words
+    capsys.readouterr()
+    # unseen words with the same signature, and "The" / "THE" / "the", must be tagged identically
+    monkeypatch.setattr(sys, "stdin", io.StringIO("The zorbling Qwxyz .\nTHE quarbling Zyxwq .\n"))
+    assert main(["tag", str(out)]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    first, second = [line.split("\t") for line in lines[:4]], [line.split("\t") for line in lines[5:9]]
+    assert [row[1] for row in first] == ["The", "zorbling", "Qwxyz", "."]  # original words are printed
+    assert [row[2] for row in first] == [row[2] for row in second]
+    symbols = ["the", "<sig-lower-ing>", "<sig-cap>", "."]
+    expected = model.viterbi([torch.tensor([words.id(s) for s in symbols])])[0].tolist()
+    assert [int(row[2]) for row in first] == expected
+
+
+def test_signatures_help_a_supervised_tagger_on_unknown_words(slices, supervised_run, tmp_path):
+    out = tmp_path / "sig_tagger"
+    assert main(["train", "hmm", "--train", str(slices[0]), "--rare-words", "signature", "--out", str(out)]) == 0
+    assert main(["evaluate", str(out), "--test", str(slices[1])]) == 0
+    assert main(["evaluate", str(supervised_run), "--test", str(slices[1])]) == 0
+    key = str(slices[1].resolve())
+    sig = json.loads((out / "evaluation.json").read_text())[key]
+    unk = json.loads((supervised_run / "evaluation.json").read_text())[key]
+    assert sig["unknown_word_rate"] == pytest.approx(unk["unknown_word_rate"])  # same words are out of vocabulary
+    assert sig["accuracy_unknown_words"] > unk["accuracy_unknown_words"] + 0.05
+    assert sig["accuracy"] > unk["accuracy"]
+
+
+def test_word_preprocessing_flags_are_validated(slices, tmp_path, capsys):
+    common = ["train", "hmm", "--train", str(slices[0]), "--out", str(tmp_path / "r")]
+    assert main(common + ["--min-count", "3", "--rare-threshold", "1"]) == 2
+    assert "--min-count 3 and --rare-threshold 1 disagree" in capsys.readouterr().err
+    assert main(common + ["--rare-threshold", "-1"]) == 2
+    assert "--rare-threshold must be >= 0" in capsys.readouterr().err
+    assert main(common + ["--min-count", "0"]) == 2
+    assert "--min-count must be >= 1" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """HMM commands: ``train hmm``, ``tag`` and ``evaluate`` of an HMM run.
 
     latentnlp train hmm --train FILE [--format conllu|treebank|wordtag] [--tag-column upos|xpos]
-                        [--unsupervised --states K --iterations N --restarts R] [--seed S] --out RUN_DIR
+                        [--unsupervised --states K --iterations N --restarts R] [--seed S]
+                        [--min-count N | --rare-threshold N] [--rare-words unk|signature]
+                        [--lowercase] [--map-digits] --out RUN_DIR
     latentnlp tag RUN_DIR < sentences.txt
     latentnlp evaluate RUN_DIR --test FILE
 
@@ -11,6 +13,14 @@ likelihood from the gold tags. ``--unsupervised``: Baum-Welch EM with
 Under ``torchrun --nproc-per-node N -m latentnlp train hmm --unsupervised ...``
 each process runs the E-step on its shard of the sentences and the expected
 counts are all-reduced (:meth:`HiddenMarkovModel.fit_em`).
+
+Word preprocessing (:mod:`latentnlp.data.wordforms`, gold-free): ``--lowercase``,
+``--map-digits`` (every digit becomes 0), and words seen at most
+``--rare-threshold`` times in training (default 1, i.e. ``--min-count 2``)
+become ``<unk>`` or, with ``--rare-words signature``, their orthographic
+signature class (``<sig-lower-ing>``, ``<sig-cap>``, ...). The choice is
+stored in ``config.json`` (``data.word_preprocessing``) and ``tag`` /
+``evaluate`` map words the same way.
 
 Run directory (see :mod:`latentnlp.runs`)::
 
@@ -42,10 +52,10 @@ from ..data.tagged import (
     TaggedCorpus,
     Vocabulary,
     build_tag_vocab,
-    build_word_vocab,
     encode,
     read_tagged,
 )
+from ..data.wordforms import RARE_WORD_MODES, WordPreprocessor
 from ..evaluation.tagging import (
     accuracy,
     many_to_one_accuracy,
@@ -57,7 +67,8 @@ from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors, load_tensors
 from ..training.distributed import init_from_env, shard_bounds
 
-__all__ = ["add_train_parser", "cmd_train", "tag", "evaluate", "save_hmm", "load_hmm"]
+__all__ = ["add_train_parser", "cmd_train", "evaluate", "load_hmm", "load_word_preprocessor", "save_hmm", "tag",
+           "word_preprocessor_from_args"]
 
 log = logging.getLogger("latentnlp.commands.hmm")
 
@@ -99,6 +110,35 @@ def load_hmm(run: RunDirectory) -> tuple[HiddenMarkovModel, Vocabulary, Vocabula
     return model, words, tags
 
 
+def word_preprocessor_from_args(args: argparse.Namespace) -> WordPreprocessor:
+    """The :class:`~latentnlp.data.wordforms.WordPreprocessor` of ``train hmm``'s flags.
+
+    Raises:
+        ValueError: ``--min-count < 1``, ``--rare-threshold < 0``, or both given and disagreeing.
+    """
+    min_count, threshold = getattr(args, "min_count", None), getattr(args, "rare_threshold", None)
+    if min_count is not None and min_count < 1:
+        raise ValueError(f"--min-count must be >= 1, got {min_count}")
+    if threshold is not None and threshold < 0:
+        raise ValueError(f"--rare-threshold must be >= 0, got {threshold}")
+    if min_count is not None and threshold is not None and min_count != threshold + 1:
+        raise ValueError(f"--min-count {min_count} and --rare-threshold {threshold} disagree "
+                         f"(--min-count N is --rare-threshold N-1); give one")
+    if threshold is None:
+        threshold = (2 if min_count is None else min_count) - 1
+    return WordPreprocessor(lowercase=bool(getattr(args, "lowercase", False)),
+                            digits=bool(getattr(args, "map_digits", False)),
+                            rare_words=getattr(args, "rare_words", "unk"), rare_threshold=threshold)
+
+
+def load_word_preprocessor(run: RunDirectory) -> WordPreprocessor:
+    """The word preprocessing a run was trained with (``config.json`` ``data.word_preprocessing``).
+
+    Runs written before the option existed map words to themselves or ``<unk>`` (the default).
+    """
+    return WordPreprocessor.from_dict(run.read_config().get("data", {}).get("word_preprocessing"))
+
+
 # ------------------------------------------------------------------- train
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hmm", help="hidden Markov model: supervised tagger or unsupervised (EM) tag induction")
@@ -119,8 +159,15 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    help="--estimator vb: symmetric Dirichlet prior on initial/transition rows (default %(default)s)")
     p.add_argument("--alpha-emission", type=float, default=0.1,
                    help="--estimator vb: symmetric Dirichlet prior on emission rows (default %(default)s)")
-    p.add_argument("--min-count", type=int, default=2,
-                   help="words seen fewer times in training become <unk> (default %(default)s)")
+    p.add_argument("--min-count", type=int, default=None,
+                   help="words seen fewer times in training are rare (default 2, i.e. --rare-threshold 1)")
+    p.add_argument("--rare-threshold", type=int, default=None,
+                   help="words seen at most this many times in training are rare (same as --min-count N+1)")
+    p.add_argument("--rare-words", choices=RARE_WORD_MODES, default="unk",
+                   help="rare and unseen words become <unk> or their orthographic signature class, "
+                        "e.g. <sig-lower-ing> (default %(default)s)")
+    p.add_argument("--lowercase", action="store_true", help="lower-case words before counting and lookup")
+    p.add_argument("--map-digits", action="store_true", help="map every digit to 0 before counting and lookup")
     p.add_argument("--max-sentences", type=int, default=None, help="use only the first N training sentences")
     p.add_argument("--seed", type=int, default=0, help="seed of EM's random initialisation")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -161,18 +208,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, ctx) -> int:
-    for name in ("iterations", "restarts", "min_count"):
+    for name in ("iterations", "restarts"):
         value = getattr(args, name)
         if value < (0 if name == "iterations" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'iterations' else 1}, got {value}")
+    preprocessor = word_preprocessor_from_args(args)
     estimator = getattr(args, "estimator", "mle")
     if estimator != "mle" and not args.unsupervised:
         raise ValueError(f"--estimator {estimator} applies to --unsupervised training")
     corpus = _read(args.train, args.format, args.tag_column, args.max_sentences)
-    words = build_word_vocab(corpus, args.min_count)
+    words = preprocessor.build_vocab(corpus)  # words only: gold tags never shape the vocabulary
     gold_tags = build_tag_vocab(corpus)
     smoothing = args.smoothing if args.smoothing is not None else (0.0 if args.unsupervised else 0.1)
-    word_ids, tag_ids = encode(corpus, words, gold_tags)
+    word_ids, tag_ids = encode(preprocessor.transform(corpus, words), words, gold_tags)
     run = RunDirectory(args.out)
     if args.unsupervised:
         n_states = args.states if args.states is not None else len(gold_tags)
@@ -205,7 +253,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
                   "n_iter": model.n_iter_, "converged": model.converged_,
                   "restart_log_likelihoods": getattr(model, "restart_log_likelihoods_", None)},
         "data": {"train": str(Path(args.train).resolve()), "format": args.format, "tag_column": args.tag_column,
-                 "min_count": args.min_count, "max_sentences": args.max_sentences,
+                 "min_count": preprocessor.rare_threshold + 1, "word_preprocessing": preprocessor.to_dict(),
+                 "max_sentences": args.max_sentences,
                  "n_sentences": len(corpus), "n_tokens": corpus.n_tokens, "gold_tags": list(gold_tags.tokens)},
         "seed": args.seed,
         "world_size": ctx.world_size,
@@ -233,13 +282,17 @@ def tag(args: argparse.Namespace) -> int:
     (1-based index; for an unsupervised run the tag is the state number), then
     a blank line. An empty (or all-whitespace) input line gives an empty block,
     i.e. just the blank line, so output blocks stay aligned with input lines.
-    Unknown words are tagged as ``<unk>``; their count is logged.
+    Words are mapped as in training (the run's ``data.word_preprocessing``: case and
+    digit folding, rare/unseen words to their signature class, see
+    :mod:`latentnlp.data.wordforms`); words still unknown are tagged as ``<unk>``,
+    and their count is logged. The output shows the original words.
     """
     run = RunDirectory(args.run_dir)
     model, words, tags = load_hmm(run)
+    preprocessor = load_word_preprocessor(run)
     sentences = [line.split() for line in sys.stdin]
     corpus = TaggedCorpus(sentences, [["_"] * len(s) for s in sentences], "<stdin>")
-    ids, _ = encode(corpus, words)
+    ids, _ = encode(preprocessor.transform(corpus, words), words)
     nonempty = [d for d, s in enumerate(ids) if s.numel()]
     paths: dict[int, list[int]] = {}
     if nonempty:
@@ -274,14 +327,17 @@ def evaluate(args: argparse.Namespace) -> int:
     corpus = _read(args.test, None, config["data"]["tag_column"])
     unsupervised = config["mode"] == "unsupervised"
     # unsupervised: states carry no tag names, so gold tags get ids of their own (scores are mapping-based)
-    ids, gold = encode(corpus, words, build_tag_vocab(corpus) if unsupervised else tags, unknown_tag="minus_one")
+    preprocessor = load_word_preprocessor(run)
+    mapped = preprocessor.transform(corpus, words)
+    ids, gold = encode(mapped, words, build_tag_vocab(corpus) if unsupervised else tags, unknown_tag="minus_one")
     pred, gold = torch.cat(model.viterbi(ids)), torch.cat(gold)
     report: dict = {"mode": config["mode"], "n_sentences": len(corpus), "n_tokens": corpus.n_tokens}
     if unsupervised:
         report.update(many_to_one=many_to_one_accuracy(pred, gold), one_to_one=one_to_one_accuracy(pred, gold),
                       v_measure=v_measure(pred, gold))
     else:
-        known = torch.cat(ids) != words.unk_id
+        # known: the word itself is in the vocabulary (not <unk>, not a signature class)
+        known = torch.tensor([not preprocessor.is_class(w) for sent in mapped.words for w in sent], dtype=torch.bool)
         report["accuracy"] = accuracy(pred, gold)
         report["accuracy_known_words"] = accuracy(pred[known], gold[known]) if known.any() else None
         report["accuracy_unknown_words"] = accuracy(pred[~known], gold[~known]) if (~known).any() else None

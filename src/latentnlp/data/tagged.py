@@ -17,6 +17,9 @@ count and share). With ``min_count=1`` nothing in training is ``<unk>``, so a
 model trained by EM gives unknown words probability 0 unless its M-step is
 smoothed. Tag vocabularies have no ``<unk>``: an unseen tag is an error where
 ids are required, or id ``-1`` (always wrong) when scoring, see :func:`encode`.
+For case/digit folding and rare or unseen words mapped to orthographic
+signature classes (``<sig-lower-ing>``, ...) instead of ``<unk>``, see
+:class:`latentnlp.data.wordforms.WordPreprocessor`.
 
 Readers (all raise :class:`~latentnlp.data.bow.CorpusFormatError` naming the
 file and the 1-based line of malformed input)
@@ -46,9 +49,9 @@ import os
 import re
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -56,20 +59,20 @@ from .bow import CorpusFormatError
 from .paths import dataset_path
 
 __all__ = [
-    "UNK",
-    "TaggedCorpus",
-    "Vocabulary",
-    "build_word_vocab",
-    "build_tag_vocab",
-    "encode",
-    "read_conllu",
-    "read_treebank_zip",
-    "read_wordtag",
-    "read_tagged",
     "FORMATS",
     "TAG_COLUMNS",
     "TREEBANK_SAMPLE",
     "UD_EWT",
+    "UNK",
+    "TaggedCorpus",
+    "Vocabulary",
+    "build_tag_vocab",
+    "build_word_vocab",
+    "encode",
+    "read_conllu",
+    "read_tagged",
+    "read_treebank_zip",
+    "read_wordtag",
     "treebank_sample_path",
     "ud_ewt_path",
 ]
@@ -125,12 +128,12 @@ class TaggedCorpus:
     def word_counts(self) -> Counter:
         return Counter(w for sent in self.words for w in sent)
 
-    def subset(self, indices: Iterable[int]) -> "TaggedCorpus":
+    def subset(self, indices: Iterable[int]) -> TaggedCorpus:
         """The sentences at ``indices`` (in that order), same source."""
         idx = list(indices)
         return TaggedCorpus([self.words[i] for i in idx], [self.tags[i] for i in idx], self.source)
 
-    def head(self, n: int) -> "TaggedCorpus":
+    def head(self, n: int) -> TaggedCorpus:
         """The first ``n`` sentences (all if fewer)."""
         return self.subset(range(min(n, len(self))))
 
@@ -180,7 +183,7 @@ class Vocabulary:
         return {"tokens": list(self.tokens), "unk": self.unk}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Vocabulary":
+    def from_json(cls, data: dict) -> Vocabulary:
         return cls(tuple(data["tokens"]), data.get("unk"))
 
 
