@@ -18,8 +18,12 @@
 
 namespace {
 
-inline float softplus(float l) { return std::max(l, 0.0f) + std::log1p(std::exp(-std::fabs(l))); }
-inline float sigmoid_scalar(float l) { return 1.0f / (1.0f + std::exp(-l)); }
+// Built with -ffast-math (for vectorised expf), which assumes no infinities: every exp argument is
+// clamped to [-kExpClamp, kExpClamp], where sigmoid is already 0 or 1 to float precision.
+constexpr float kExpClamp = 80.0f;
+inline float clamp_arg(float v) { return std::min(std::max(v, -kExpClamp), kExpClamp); }
+inline float softplus(float l) { return std::max(l, 0.0f) + std::log1p(std::exp(-std::fabs(clamp_arg(l)))); }
+inline float sigmoid_scalar(float l) { return 1.0f / (1.0f + std::exp(-clamp_arg(l))); }
 
 void check(const torch::Tensor& x, const torch::Tensor& WT, const torch::Tensor& V, const torch::Tensor& c,
            const torch::Tensor& b) {
@@ -50,7 +54,7 @@ void forward_block(const float* x, const float* WT, const float* V, const float*
       float* ae = a + e * H;
       float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t k = 0; k < H; ++k) dot += v[k] / (1.0f + std::exp(-ae[k]));
+      for (int64_t k = 0; k < H; ++k) dot += v[k] / (1.0f + std::exp(-clamp_arg(ae[k])));
       const float logit = b[d] + dot;
       const float xd = x[e * D + d];
       if (lg) lg[e * D + d] = logit;
@@ -144,7 +148,7 @@ std::vector<torch::Tensor> nade_backward(torch::Tensor x, torch::Tensor WT, torc
           db[d] += dl;
 #pragma omp simd
           for (int64_t k = 0; k < H; ++k) {
-            const float hk = 1.0f / (1.0f + std::exp(-ae[k]));
+            const float hk = 1.0f / (1.0f + std::exp(-clamp_arg(ae[k])));
             dv[k] += dl * hk;
             Ge[k] += dl * v[k] * hk * (1.0f - hk);
           }
