@@ -71,11 +71,11 @@ def nade_throughput(model: NADE, x: torch.Tensor, backend: str, repeats: int = 3
     return repeats * x.shape[0] / (time.perf_counter() - t)
 
 
-def build(name: str):
+def build(name: str, random_order: bool = False):
     if name == "nade":
         return NADE(NADEConfig(n_dims=784, hidden_dim=500))
     if name == "made":
-        return MADE(MADEConfig(n_dims=784, hidden_sizes=[500], n_masks=1))
+        return MADE(MADEConfig(n_dims=784, hidden_sizes=[500], n_masks=1, order_agnostic=random_order))
     return MADE(MADEConfig(n_dims=784, hidden_sizes=[500], n_masks=32, order_agnostic=True))
 
 
@@ -87,6 +87,9 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--lr-schedule", default=None, choices=["constant", "linear", "cosine"])
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty in the optimiser")
+    ap.add_argument("--random-order", action="store_true", help="MADE one mask: a fixed random pixel ordering")
+    ap.add_argument("--tag", default=None, help="result key (default: the model name)")
     ap.add_argument("--patience", type=int, default=30)
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -106,10 +109,12 @@ def main() -> int:
     load_start = os.getloadavg()
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
-        model = build(args.model)
+        model = build(args.model, args.random_order)
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=lr, lr_schedule=schedule,
-                         patience=args.patience, max_minutes=args.max_minutes, seed=args.seed, progress=False)
-    run_dir = args.run_dir or f"runs/bench-{args.model}"
+                         patience=args.patience, max_minutes=args.max_minutes, seed=args.seed, progress=False,
+                         weight_decay=args.weight_decay)
+    tag = args.tag or args.model
+    run_dir = args.run_dir or f"runs/bench-{tag}"
     t0 = time.perf_counter()
     model.fit(data["train"], data["valid"], config, run_dir=run_dir)
     train_seconds = time.perf_counter() - t0
@@ -155,7 +160,8 @@ def main() -> int:
                       "python": sys.version.split()[0], "torch": torch.__version__}
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results[args.model] = row
+    row["tag"] = tag
+    results[tag] = row
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -177,3 +177,15 @@ def test_word_preprocessing_flags_are_validated(slices, tmp_path, capsys):
     assert "--rare-threshold must be >= 0" in capsys.readouterr().err
     assert main(common + ["--min-count", "0"]) == 2
     assert "--min-count must be >= 1" in capsys.readouterr().err
+
+
+def test_vb_run_logs_the_elbo_not_a_likelihood(slices, tmp_path):
+    out = tmp_path / "vb"
+    rc = main(["train", "hmm", "--train", str(slices[0]), "--unsupervised", "--states", "6", "--iterations", "6",
+               "--estimator", "vb", "--seed", "0", "--out", str(out)])
+    assert rc == 0
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records and all("elbo_per_token" in r and "log_likelihood" not in r for r in records)
+    elbos = [r["elbo"] for r in records]
+    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(elbos, elbos[1:]))  # VB EM never lowers the ELBO
+    assert all(r["elbo"] <= r["log_z_subnormalised"] + 1e-6 for r in records)  # ELBO = log Z - KL <= log Z

@@ -28,7 +28,8 @@ Run directory (see :mod:`latentnlp.runs`)::
     model.safetensors    log_init (C,), log_transition (C, C), log_emission (C, V); config in the header
     vocab.txt            word vocabulary, id order (id 0 is <unk>)
     tags.json            {"tokens": state names in id order}: gold tags (supervised) or "0".."K-1"
-    metrics.jsonl        EM only: one line per iteration, training log-likelihood (nats, total and per token)
+    metrics.jsonl        EM only: one line per iteration, training log-likelihood (nats, total and per token);
+                         under --estimator vb the ELBO instead (the quantity VB EM maximises)
     learning_curve.png   EM only: log-likelihood per token against iteration
     evaluation.json      written by ``evaluate``, keyed by the test file
 """
@@ -262,13 +263,23 @@ def _train(args: argparse.Namespace, ctx) -> int:
     save_hmm(run, model, words, states)
     if args.unsupervised:
         n = corpus.n_tokens
-        lines = [json.dumps({"iteration": i, "log_likelihood": ll, "log_likelihood_per_token": ll / n})
-                 for i, ll in enumerate(model.log_likelihood_history_)]
-        atomic_write_text(run.file(run.METRICS), "".join(line + "\n" for line in lines))
-        run.plot_learning_curve("log_likelihood_per_token", x_key="iteration",
-                                train_label="training log-likelihood (nats / token)")
-        log.info("EM: %d iterations, log-likelihood %.4f nats/token%s", model.n_iter_,
-                 model.log_likelihood_history_[-1] / n, " (converged)" if model.converged_ else "")
+        vb = config.estimator == "vb"
+        records = []
+        for i, (ll, objective) in enumerate(zip(model.log_likelihood_history_, model.objective_history_)):
+            if vb:
+                # VB EM maximises the ELBO; its first term, log Z of the sub-normalised weights, is not a likelihood.
+                rec = {"iteration": i, "elbo": objective, "elbo_per_token": objective / n, "log_z_subnormalised": ll}
+            else:
+                rec = {"iteration": i, "log_likelihood": ll, "log_likelihood_per_token": ll / n, "objective": objective}
+            records.append(rec)
+        if vb:
+            records = [r for r in records if r["elbo"] != float("-inf")]  # entry 0 of a random start has no q(theta)
+        atomic_write_text(run.file(run.METRICS), "".join(json.dumps(r) + "\n" for r in records))
+        key, label = (("elbo_per_token", "ELBO (nats / token)") if vb
+                      else ("log_likelihood_per_token", "training log-likelihood (nats / token)"))
+        run.plot_learning_curve(key, x_key="iteration", train_label=label)
+        log.info("%s: %d iterations, %s %.4f nats/token%s", "VB EM" if vb else "EM", model.n_iter_, label.split(" (")[0],
+                 records[-1][key], " (converged)" if model.converged_ else "")
     log.info("trained on %d sentences / %d tokens, V = %d, C = %d", len(corpus), corpus.n_tokens, len(words), model.n_states)
     print(f"run directory: {run.path}")
     return 0

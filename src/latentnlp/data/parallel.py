@@ -36,6 +36,7 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from .bow import CorpusFormatError
+from .vocab import Vocabulary
 
 __all__ = [
     "GoldAlignment",
@@ -85,95 +86,6 @@ class _GrowingIndex(dict):
     def __missing__(self, word: str) -> int:
         idx = self[word] = len(self)
         return idx
-
-
-class Vocabulary:
-    """A fixed mapping between words and integer ids ``0..len-1`` (first-occurrence order).
-
-    Args:
-        words: the words, each once; word ``words[i]`` gets id ``i``.
-
-    Raises:
-        ValueError: if a word occurs twice (naming it) or is empty / holds whitespace.
-    """
-
-    def __init__(self, words: Iterable[str]) -> None:
-        self._words = tuple(words)
-        self._index = {w: i for i, w in enumerate(self._words)}
-        if len(self._index) != len(self._words):
-            seen: set[str] = set()
-            dup = next(w for w in self._words if w in seen or seen.add(w))  # type: ignore[func-returns-value]
-            raise ValueError(f"vocabulary lists {dup!r} twice")
-        bad = [w for w in self._words if not w or len(w.split()) != 1 or w.split()[0] != w]
-        if bad:
-            raise ValueError(f"vocabulary words must be non-empty and hold no whitespace, got {bad[0]!r}")
-
-    @classmethod
-    def from_sentences(cls, sentences: Iterable[Sequence[str]]) -> Vocabulary:
-        """All words of ``sentences``, in order of first occurrence."""
-        index = _GrowingIndex()
-        for sentence in sentences:
-            for w in sentence:
-                index[w]
-        return cls(index)
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        return self._words
-
-    def __len__(self) -> int:
-        return len(self._words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self._index
-
-    def __getitem__(self, word: str) -> int:
-        """The id of ``word``; raises KeyError naming the word if it is unknown."""
-        try:
-            return self._index[word]
-        except KeyError:
-            raise KeyError(f"word {word!r} is not in the vocabulary ({len(self)} words)") from None
-
-    def get(self, word: str, default: int = -1) -> int:
-        return self._index.get(word, default)
-
-    def word(self, idx: int) -> str:
-        return self._words[idx]
-
-    def encode(self, tokens: Sequence[str]) -> np.ndarray:
-        """``(len(tokens),)`` int64 ids; raises KeyError naming the first unknown word."""
-        return np.array([self[w] for w in tokens], dtype=np.int64)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self._words == other._words
-
-    def __repr__(self) -> str:
-        return f"Vocabulary({len(self)} words)"
-
-    def write(self, path: PathLike) -> None:
-        """One word per line (line ``i``, 0-based, is word id ``i``)."""
-        atomic_write_text(path, "".join(w + "\n" for w in self._words))
-
-    @classmethod
-    def read(cls, path: PathLike) -> Vocabulary:
-        """Read a file written by :meth:`write`.
-
-        Raises:
-            FileNotFoundError: if ``path`` is missing.
-            CorpusFormatError: naming file and line of an empty or duplicated word.
-        """
-        words = []
-        seen: dict[str, int] = {}
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                w = line.rstrip("\n")
-                if not w or len(w.split()) != 1 or w.split()[0] != w:
-                    raise CorpusFormatError(path, lineno, f"expected one word, got {w!r}")
-                if w in seen:
-                    raise CorpusFormatError(path, lineno, f"word {w!r} already on line {seen[w]}")
-                seen[w] = lineno
-                words.append(w)
-        return cls(words)
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,14 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .bow import CorpusFormatError
 from .paths import dataset_path
+from .vocab import Vocabulary
 
 __all__ = [
     "FORMATS",
@@ -136,55 +137,6 @@ class TaggedCorpus:
     def head(self, n: int) -> TaggedCorpus:
         """The first ``n`` sentences (all if fewer)."""
         return self.subset(range(min(n, len(self))))
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """An ordered set of strings with ids ``0 .. len - 1``.
-
-    Attributes:
-        tokens: the strings, id order; no duplicates.
-        unk: the string unknown entries map to (must be in ``tokens``), or ``None``
-            for a closed vocabulary (tags).
-
-    Raises:
-        ValueError: on duplicate strings or an ``unk`` missing from ``tokens``.
-    """
-
-    tokens: tuple[str, ...]
-    unk: str | None = None
-    _index: dict = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        index = {t: i for i, t in enumerate(self.tokens)}
-        if len(index) != len(self.tokens):
-            dup = next(t for t, c in Counter(self.tokens).items() if c > 1)
-            raise ValueError(f"vocabulary has duplicate entry {dup!r}")
-        if self.unk is not None and self.unk not in index:
-            raise ValueError(f"unknown-word token {self.unk!r} is not in the vocabulary")
-        object.__setattr__(self, "_index", index)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __contains__(self, token: str) -> bool:
-        return token in self._index
-
-    @property
-    def unk_id(self) -> int | None:
-        return None if self.unk is None else self._index[self.unk]
-
-    def id(self, token: str) -> int | None:
-        """Id of ``token``; unknown: the ``unk`` id, or ``None`` in a closed vocabulary."""
-        i = self._index.get(token)
-        return self.unk_id if i is None else i
-
-    def to_json(self) -> dict:
-        return {"tokens": list(self.tokens), "unk": self.unk}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Vocabulary:
-        return cls(tuple(data["tokens"]), data.get("unk"))
 
 
 def build_word_vocab(corpus: TaggedCorpus, min_count: int = 1) -> Vocabulary:

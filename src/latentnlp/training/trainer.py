@@ -67,6 +67,7 @@ class TrainConfig:
         optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``; the classic choice for
             RBMs trained by contrastive divergence).
         momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty coefficient handed to the optimiser (``0``: none).
         lr_schedule: ``"constant"``; ``"linear"`` decays the rate linearly to 0 at the
             last epoch (Tieleman 2008 for PCD); ``"cosine"`` decays it along a half
             cosine. The rate is a function of the epoch alone, so resuming is exact.
@@ -90,6 +91,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     optimizer: str = "adam"
     momentum: float = 0.0
+    weight_decay: float = 0.0
     lr_schedule: str = "constant"
     alternate: bool = False
     alternate_every: int = 10
@@ -113,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'constant', 'linear' or 'cosine', got {self.lr_schedule!r}")
+        if not self.weight_decay >= 0.0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum!r}")
         if self.patience < 0:
@@ -136,8 +140,8 @@ class TrainConfig:
 
 def _make_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
-    return torch.optim.Adam(params, lr=config.learning_rate, betas=config.betas)
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay)
 
 
 @dataclass
