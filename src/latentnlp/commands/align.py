@@ -45,13 +45,16 @@ from ..data.parallel import (
 )
 from ..evaluation.alignment import alignment_scores, plot_alignment
 from ..models.alignment import IBM1Config, IBM2Config, IBMModel1, IBMModel2, symmetrize
+from ..models.alignment.ibm import AlignmentSet
+from ..models.alignment.symmetrize import posterior_symmetrize
 from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors
 from ..training.distributed import init_from_env
 
 log = logging.getLogger("latentnlp.commands.align")
 
-SYMMETRIZE_CHOICES = ("grow-diag-final-and", "intersection", "union", "none")
+SYMMETRIZE_CHOICES = ("grow-diag-final-and", "intersection", "union", "posterior", "none")
+POSTERIOR_SLICE = 20_000  # pairs decoded at a time under --symmetrize posterior (bounds memory)
 
 
 def add_root_parsers(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +67,10 @@ def add_root_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model1-iterations", type=int, default=5, help="Model 1 iterations initialising Model 2 (default %(default)s)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--symmetrize", default="grow-diag-final-and", choices=SYMMETRIZE_CHOICES,
-                   help="combine both directions (default %(default)s; none: forward model only)")
+                   help="combine both directions (default %(default)s; posterior: keep links whose product of the two "
+                        "directions' link posteriors reaches --posterior-threshold, Liang et al. 2006; none: forward model only)")
+    p.add_argument("--posterior-threshold", type=float, default=0.2,
+                   help="--symmetrize posterior: threshold in (0, 1] (default %(default)s, chosen on the WPT-03 trial pairs)")
     p.add_argument("--max-sentences", type=int, default=None, help="train on the first N pairs of --source/--target only")
     p.add_argument("--test-source", help="test pairs to align (appended to training, as in WPT-03)")
     p.add_argument("--test-target")
@@ -137,6 +143,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             "model": args.model,
             "model_config": config.to_dict(),
             "symmetrize": args.symmetrize,
+            "posterior_threshold": args.posterior_threshold if args.symmetrize == "posterior" else None,
             "gold_order": args.gold_order,
             "data": {
                 "source": str(Path(args.source).resolve()),
@@ -165,7 +172,12 @@ def cmd_align(args: argparse.Namespace) -> int:
     atomic_write_text(run.file(run.METRICS), "".join(json.dumps(r) + "\n" for r in rows))
 
     t0 = time.perf_counter()
-    final = fwd_links if bwd_links is None else symmetrize(fwd_links, bwd_links, args.symmetrize)
+    if bwd_links is None:
+        final = fwd_links
+    elif args.symmetrize == "posterior":
+        final = _posterior_links(forward, backward, corpus, args.posterior_threshold)
+    else:
+        final = symmetrize(fwd_links, bwd_links, args.symmetrize)
     write_pharaoh(run.file("train.align"), final.select(0, n_train))
     if n_test:
         write_pharaoh(run.file("test.align"), final.select(n_train, len(corpus)))
@@ -177,6 +189,18 @@ def cmd_align(args: argparse.Namespace) -> int:
     log.info("wrote alignments in %.1f s", time.perf_counter() - t0)
     print(f"run directory: {run.path}")
     return 0
+
+
+def _posterior_links(forward, backward, corpus, threshold: float) -> AlignmentSet:
+    """Posterior-product decoding of every pair, :data:`POSTERIOR_SLICE` pairs at a time."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"--posterior-threshold must be in (0, 1], got {threshold}")
+    parts = []
+    for start in range(0, len(corpus), POSTERIOR_SLICE):
+        piece = corpus.select(start, min(start + POSTERIOR_SLICE, len(corpus)))
+        decoded = posterior_symmetrize(forward.link_posteriors(piece), backward.link_posteriors(piece.swap()), threshold)
+        parts.extend(decoded.to_sets())
+    return AlignmentSet.from_sets(parts)
 
 
 # ---------------------------------------------------------------- evaluate
