@@ -44,3 +44,25 @@ def test_bad_data_file_gives_clear_error(tmp_path, capsys):
     np.savez(bad, train=np.full((4, 3), 2), valid=np.zeros((2, 3)), test=np.zeros((2, 3)))
     assert main(["train", "nade", "--data", str(bad), "--out", str(tmp_path / "r"), "--epochs", "1", "--no-progress"]) == 2
     assert "only 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model,extra", [
+    ("made", ["--hidden-sizes", "10", "--masks", "3", "--order-agnostic"]),
+    ("nade", ["--hidden-dim", "6", "--order-agnostic"]),
+])
+def test_two_processes_train_the_same_model_as_one(tmp_path, npz, model, extra):
+    """torchrun with 2 gloo processes: DDP, the minibatch's mask/ordering shared across processes."""
+    import torch
+
+    from latentnlp.training.checkpoint import load_tensors
+    from tests.synthetic import run_one_and_two_processes
+
+    args = ["train", model, "--data", str(npz), "--epochs", "2", "--batch-size", "50", "--lr", "0.01",
+            "--no-progress", "--backend", "torch", *extra] if model == "nade" else [
+            "train", model, "--data", str(npz), "--epochs", "2", "--batch-size", "50", "--lr", "0.01", "--no-progress", *extra]
+    run_one_and_two_processes(args, tmp_path / "one", tmp_path / "two")
+    one, _ = load_tensors(tmp_path / "one" / "model.safetensors")
+    two, _ = load_tensors(tmp_path / "two" / "model.safetensors")
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2

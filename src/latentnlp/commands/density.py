@@ -26,6 +26,7 @@ from ..models.density.made import MADE, MADEConfig
 from ..models.density.nade import NADE, NADEConfig
 from ..models.density.rbm import BernoulliRBM, RBMConfig
 from ..runs import RunDirectory
+from ..training.distributed import init_from_env
 from ..training.trainer import TrainConfig
 
 log = logging.getLogger("latentnlp.commands.density")
@@ -126,6 +127,7 @@ def _build(args: argparse.Namespace, n_dims: int):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    ctx = init_from_env()  # torchrun: DDP over processes (NADE, MADE, CD-k RBM); one process otherwise
     run = RunDirectory(args.out)
     if args.data and args.dynamic_binarization:
         raise ValueError("--data and --dynamic-binarization exclude each other")
@@ -160,12 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if previous.get("model") != args.model_name or changed:
             raise ValueError(f"{run.path} holds a checkpoint of a different model ({previous.get('model')}, changed "
                              f"fields (checkpoint, now): {changed}); pass --no-resume or choose another --out")
-    run.write_config({
-        "model": args.model_name, "model_config": model.config.to_dict(), "train_config": train_config.to_dict(),
-        "data": spec | {"n_train": int(train.shape[0]), "n_valid": int(valid.shape[0]),
-                        "dynamic_binarization": bool(args.dynamic_binarization)},
-        "seed": args.seed,
-    })
+    if ctx.is_main:
+        _write_config(run, args, model, train_config, spec, train, valid, ctx.world_size)
     log.info("%s: train %d x %d, valid %d (held out; the test split is not touched)", args.model_name, *train.shape, valid.shape[0])
     if args.model_name == "rbm":
         if args.dynamic_binarization:
@@ -173,6 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(fit_train, valid, train_config, run_dir=str(run.path))
     else:
         model.fit(fit_train, valid, train_config, run_dir=str(run.path), batch_transform=batch_transform)
+    if not ctx.is_main:
+        return 0
     result = model.train_result_
     run.save_model(args.model_name, model)
     run.plot_learning_curve("train_loss", model.monitor)
@@ -180,6 +180,16 @@ def cmd_train(args: argparse.Namespace) -> int:
              result.stop_reason, result.seconds, model.monitor, result.best_value or float("nan"), result.best_epoch)
     print(f"run directory: {run.path}")
     return 0
+
+
+def _write_config(run, args, model, train_config, spec, train, valid, world_size) -> None:
+    run.write_config({
+        "model": args.model_name, "model_config": model.config.to_dict(), "train_config": train_config.to_dict(),
+        "data": spec | {"n_train": int(train.shape[0]), "n_valid": int(valid.shape[0]),
+                        "dynamic_binarization": bool(args.dynamic_binarization)},
+        "seed": args.seed,
+        "world_size": world_size,
+    })
 
 
 # ---------------------------------------------------------------- evaluate
