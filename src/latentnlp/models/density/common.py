@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-__all__ = ["check_binary_batch", "split_batches", "log_mean_exp", "fit_density"]
+__all__ = ["check_binary_batch", "split_batches", "log_mean_exp", "fit_density", "AutoregressiveFitMixin"]
 
 if TYPE_CHECKING:
     from ...training.trainer import TrainConfig, TrainResult
@@ -68,3 +68,29 @@ def fit_density(
     validate = None if valid is None else (lambda m: m.validation_metrics(valid))
     trainer = Trainer(model, config, train.shape[0], collate=collate, validate=validate, run_dir=run_dir)
     return trainer.fit()
+
+
+class AutoregressiveFitMixin:
+    """``fit`` for the exact autoregressive models (NADE, MADE), which define ``init_output_bias``."""
+
+    def fit(self, x_train: torch.Tensor, x_valid: torch.Tensor | None = None, config=None, run_dir: str | None = None,
+            batch_transform=None):
+        """Start the output bias at the training marginals' logits, then train with the shared Trainer.
+
+        Args:
+            x_train: ``(N, D)`` 0/1 training data (grey levels in ``[0, 1]`` with ``batch_transform``).
+            x_valid: ``(M, D)`` 0/1 held-out data for early stopping on ``valid_nll`` (never the test set).
+            config: a :class:`~latentnlp.training.trainer.TrainConfig` (default: Adam, lr 1e-3, batch 100).
+            run_dir: checkpoints and metrics; a checkpoint found there is resumed.
+            batch_transform: row indices -> batch (e.g. dynamic binarization).
+
+        Returns:
+            ``self``, with ``train_result_``.
+        """
+        from ...training.trainer import TrainConfig
+
+        config = config or TrainConfig(learning_rate=1e-3, batch_size=100)
+        self.init_output_bias(x_train.float().mean(0))
+        self.train_result_ = fit_density(self, x_train, x_valid, config, run_dir=run_dir, batch_transform=batch_transform)
+        return self
+

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...evaluation.density import DensityReport
-from .common import check_binary_batch, fit_density, log_mean_exp, split_batches
+from .common import AutoregressiveFitMixin, check_binary_batch, log_mean_exp, split_batches
 
 __all__ = ["MADEConfig", "MADE", "connectivity_numbers", "masks_from_connectivity"]
 
@@ -103,7 +103,7 @@ class MADEConfig:
         return asdict(self)
 
 
-class MADE(nn.Module):
+class MADE(AutoregressiveFitMixin, nn.Module):
     """Masked autoencoder density estimator over ``{0,1}^D``.
 
     Buffers ``connectivity_{k}_{l}`` hold every mask set's connectivity numbers, so a
@@ -199,27 +199,6 @@ class MADE(nn.Module):
         """``valid_nll``: mean NLL (nats per example) of the evaluation ensemble (mask set 0 alone if ``n_masks == 1``)."""
         lp = torch.cat([self.ensemble_log_prob(xb) for xb in split_batches(x_valid, batch_size)])
         return {"valid_nll": float(-lp.double().mean())}
-
-    def fit(self, x_train: torch.Tensor, x_valid: torch.Tensor | None = None, config=None, run_dir: str | None = None,
-            batch_transform=None):
-        """Start the output bias at the training marginals' logits, then train with the shared Trainer.
-
-        Args:
-            x_train: ``(N, D)`` 0/1 training data (grey levels in ``[0, 1]`` with ``batch_transform``).
-            x_valid: ``(M, D)`` 0/1 held-out data for early stopping on ``valid_nll`` (never the test set).
-            config: a :class:`~latentnlp.training.trainer.TrainConfig` (default: Adam, lr 1e-3, batch 100).
-            run_dir: checkpoints and metrics; a checkpoint found there is resumed.
-            batch_transform: row indices -> batch (e.g. dynamic binarization).
-
-        Returns:
-            ``self``, with ``train_result_``.
-        """
-        from ...training.trainer import TrainConfig
-
-        config = config or TrainConfig(learning_rate=1e-3, batch_size=100)
-        self.init_output_bias(x_train.float().mean(0))
-        self.train_result_ = fit_density(self, x_train, x_valid, config, run_dir=run_dir, batch_transform=batch_transform)
-        return self
 
     # --------------------------------------------------------------- evaluation
     @torch.no_grad()
