@@ -15,25 +15,11 @@ from latentnlp.inference.ais import (
     rbm_exact_log_partition,
 )
 from latentnlp.models.density.rbm import BernoulliRBM, RBMConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread (two threads on a busy machine can be many times slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.density.conftest import tiny_rbm as _tiny_rbm
 
 
 def tiny_rbm(d, h, scale=1.0, seed=0):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        rbm = BernoulliRBM(RBMConfig(n_dims=d, hidden_dim=h, init_scale=scale, persistent=False)).double()
-        with torch.no_grad():
-            rbm.visible_bias.normal_(0.0, 1.0)
-            rbm.hidden_bias.normal_(0.0, 1.0)
-    return rbm
+    return _tiny_rbm(d, h, scale=scale, seed=seed, persistent=False)
 
 
 def brute_force_log_z(rbm):
