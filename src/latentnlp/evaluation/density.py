@@ -75,7 +75,7 @@ class DensityReport:
 
     def format(self) -> str:
         lines = [
-            f"test NLL: {self.nll:.2f} nats per example (+/- {self.standard_error:.2f} s.e. over {self.n_examples} examples; "
+            f"NLL: {self.nll:.2f} nats per example (+/- {self.standard_error:.2f} s.e. over {self.n_examples} examples; "
             f"{self.bits_per_dim:.4f} bits/dim) — estimator: {self.estimator}"
         ]
         for k, v in self.details.items():
