@@ -206,6 +206,7 @@ def _cd_worker(rank, world, init_file, out):
         model = _fit_cd(DistributedContext.current())
         if rank == 0:
             atomic_save_tensors(out, model.state_dict())
+        dist.barrier()  # no rank tears down gloo while another still uses it
     finally:
         dist.destroy_process_group()
 

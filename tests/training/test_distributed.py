@@ -32,6 +32,7 @@ def _worker(rank, world, init_file, out):
         model = _fit(DistributedContext.current())
         if rank == 0:
             atomic_save_tensors(out, model.state_dict())
+        dist.barrier()  # no rank tears down gloo while another still uses it
     finally:
         dist.destroy_process_group()
 

@@ -49,7 +49,7 @@ from ..models.alignment.ibm import AlignmentSet
 from ..models.alignment.symmetrize import posterior_symmetrize
 from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors
-from ..training.distributed import init_from_env
+from ..training.distributed import run_distributed
 
 log = logging.getLogger("latentnlp.commands.align")
 
@@ -112,7 +112,10 @@ def _metrics_rows(model: IBMModel1 | IBMModel2, direction: str) -> list[dict[str
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    ctx = init_from_env()
+    return run_distributed(_cmd_align_in_group, args)
+
+
+def _cmd_align_in_group(args: argparse.Namespace, ctx) -> int:
     if args.iterations < 0 or args.model1_iterations < 0:
         raise ValueError(f"--iterations and --model1-iterations must be >= 0, got {args.iterations}, {args.model1_iterations}")
     if (args.test_source is None) != (args.test_target is None):

@@ -26,7 +26,7 @@ from ..models.density.made import MADE, MADEConfig
 from ..models.density.nade import NADE, NADEConfig
 from ..models.density.rbm import BernoulliRBM, RBMConfig
 from ..runs import RunDirectory
-from ..training.distributed import init_from_env
+from ..training.distributed import run_distributed
 from ..training.trainer import TrainConfig
 
 log = logging.getLogger("latentnlp.commands.density")
@@ -127,7 +127,10 @@ def _build(args: argparse.Namespace, n_dims: int):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    ctx = init_from_env()  # torchrun: DDP over processes (NADE, MADE, CD-k RBM); one process otherwise
+    return run_distributed(_cmd_train_in_group, args)
+
+
+def _cmd_train_in_group(args: argparse.Namespace, ctx) -> int:
     run = RunDirectory(args.out)
     if args.data and args.dynamic_binarization:
         raise ValueError("--data and --dynamic-binarization exclude each other")

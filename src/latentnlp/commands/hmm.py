@@ -43,7 +43,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from ..atomic import atomic_write_text
 from ..data.tagged import (
@@ -66,7 +65,7 @@ from ..evaluation.tagging import (
 from ..models.sequence.hmm import HiddenMarkovModel, HMMConfig
 from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors, load_tensors
-from ..training.distributed import init_from_env, shard_bounds
+from ..training.distributed import run_distributed, shard_bounds
 
 __all__ = ["add_train_parser", "cmd_train", "evaluate", "load_hmm", "load_word_preprocessor", "save_hmm", "tag",
            "word_preprocessor_from_args"]
@@ -192,20 +191,8 @@ def _read(path: str, fmt: str | None, tag_column: str, max_sentences: int | None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``latentnlp train hmm``: fit and write a run directory (rank 0 writes under torchrun).
-
-    Under torchrun the process group is left at the end (after a barrier, so no
-    rank exits while another still holds gloo connections to it).
-    """
-    ctx = init_from_env()
-    try:
-        rc = _train(args, ctx)
-        if ctx.enabled:
-            dist.barrier()
-        return rc
-    finally:
-        if ctx.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+    """``latentnlp train hmm``: fit and write a run directory (rank 0 writes under torchrun)."""
+    return run_distributed(_train, args)
 
 
 def _train(args: argparse.Namespace, ctx) -> int:

@@ -19,7 +19,7 @@ from ..data.paths import resolve_data_dir
 from ..evaluation.coherence import topic_coherence
 from ..models.document.nvdm import NVDM, NVDMConfig
 from ..runs import RunDirectory
-from ..training.distributed import init_from_env
+from ..training.distributed import run_distributed
 from ..training.trainer import TrainConfig
 
 log = logging.getLogger("latentnlp.commands.nvdm")
@@ -106,7 +106,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    ctx = init_from_env()
+    return run_distributed(_cmd_train_in_group, args)
+
+
+def _cmd_train_in_group(args: argparse.Namespace, ctx) -> int:
     run = RunDirectory(args.out)
     data_dir = resolve_data_dir(args.data_dir).resolve()
     splits = load_splits(args.dataset, str(data_dir), args.valid_fraction, args.split_seed)

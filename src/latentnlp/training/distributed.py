@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from typing import Any, Callable
+
 import torch
 import torch.distributed as dist
 
@@ -65,3 +67,21 @@ def shard_bounds(n: int, ctx: DistributedContext) -> tuple[int, int]:
     base, extra = divmod(n, ctx.world_size)
     start = ctx.rank * base + min(ctx.rank, extra)
     return start, start + base + (1 if ctx.rank < extra else 0)
+
+
+def run_distributed(train: "Callable[[Any, DistributedContext], int]", args: Any) -> int:
+    """Run ``train(args, ctx)`` in torchrun's process group (or alone), then leave the group cleanly.
+
+    Every rank waits at a barrier before the group is destroyed, so no rank exits (and
+    tears down its gloo threads) while another still talks to it; without this a rank
+    that finishes first can abort with "terminate called without an active exception".
+    """
+    ctx = init_from_env()
+    try:
+        rc = train(args, ctx)
+        if ctx.enabled:
+            dist.barrier()
+        return rc
+    finally:
+        if ctx.enabled and dist.is_initialized():
+            dist.destroy_process_group()
