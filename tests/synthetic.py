@@ -51,3 +51,37 @@ def run_one_and_two_processes(args: list[str], out_one, out_two) -> None:
         capture_output=True, text=True, env=env,
     )
     assert two.returncode == 0, two.stderr
+
+
+def _gloo_worker(rank: int, world: int, init_file: str, out: str, fit) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from latentnlp.training.checkpoint import atomic_save_tensors
+    from latentnlp.training.distributed import DistributedContext
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        model = fit(DistributedContext.current())
+        if rank == 0:
+            atomic_save_tensors(out, model.state_dict())
+        dist.barrier()  # no rank tears down gloo while another still uses it
+    finally:
+        dist.destroy_process_group()
+
+
+def assert_two_gloo_processes_match_one(fit, tmp_path, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """``fit(ctx) -> model`` (a module-level function) run alone and in 2 gloo processes gives the same weights."""
+    import torch
+    import torch.multiprocessing as mp
+
+    from latentnlp.training.checkpoint import load_tensors
+    from latentnlp.training.distributed import DistributedContext
+
+    single = fit(DistributedContext()).state_dict()
+    out = tmp_path / "ddp.safetensors"
+    mp.spawn(_gloo_worker, args=(2, str(tmp_path / "init"), str(out), fit), nprocs=2, join=True)
+    ddp, _ = load_tensors(out)
+    for k, v in single.items():
+        torch.testing.assert_close(ddp[k], v, rtol=rtol, atol=atol)

@@ -12,6 +12,7 @@ from latentnlp.models.density.rbm import BernoulliRBM, RBMConfig
 from latentnlp.training.distributed import DistributedContext
 from latentnlp.training.trainer import TrainConfig, Trainer
 from tests.density.conftest import tiny_rbm
+from tests.synthetic import assert_two_gloo_processes_match_one
 
 
 def exact_log_p_all(rbm):
@@ -195,30 +196,5 @@ def _fit_cd(ctx):
     return model
 
 
-def _cd_worker(rank, world, init_file, out):
-    import torch.distributed as dist
-
-    from latentnlp.training.checkpoint import atomic_save_tensors
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    try:
-        model = _fit_cd(DistributedContext.current())
-        if rank == 0:
-            atomic_save_tensors(out, model.state_dict())
-        dist.barrier()  # no rank tears down gloo while another still uses it
-    finally:
-        dist.destroy_process_group()
-
-
 def test_cd_k_on_two_gloo_processes_matches_one_process(tmp_path):
-    import torch.multiprocessing as mp
-
-    from latentnlp.training.checkpoint import load_tensors
-
-    single = _fit_cd(DistributedContext()).state_dict()
-    out = tmp_path / "ddp.safetensors"
-    mp.spawn(_cd_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    ddp, _ = load_tensors(out)
-    for k, v in single.items():
-        torch.testing.assert_close(ddp[k], v, rtol=1e-4, atol=1e-5)
+    assert_two_gloo_processes_match_one(_fit_cd, tmp_path)

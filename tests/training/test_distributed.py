@@ -2,15 +2,12 @@
 
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from latentnlp.models.document.nvdm import NVDM, NVDMConfig
 from latentnlp.runs import RunDirectory
-from latentnlp.training.checkpoint import atomic_save_tensors, load_tensors
 from latentnlp.training.distributed import DistributedContext, shard_bounds
 from latentnlp.training.trainer import TrainConfig, Trainer
-from tests.synthetic import planted_corpus, run_one_and_two_processes
+from tests.synthetic import assert_two_gloo_processes_match_one, planted_corpus, run_one_and_two_processes
 
 
 def _fit(ctx):
@@ -25,18 +22,6 @@ def _fit(ctx):
     return model
 
 
-def _worker(rank, world, init_file, out):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    try:
-        model = _fit(DistributedContext.current())
-        if rank == 0:
-            atomic_save_tensors(out, model.state_dict())
-        dist.barrier()  # no rank tears down gloo while another still uses it
-    finally:
-        dist.destroy_process_group()
-
-
 def test_shard_bounds_cover_batch():
     for n in range(0, 12):
         pieces = [shard_bounds(n, DistributedContext(r, 3)) for r in range(3)]
@@ -45,14 +30,7 @@ def test_shard_bounds_cover_batch():
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    single = _fit(DistributedContext()).state_dict()
-    out = tmp_path / "ddp.safetensors"
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    ddp, _ = load_tensors(out)
-    for k, v in single.items():
-        torch.testing.assert_close(ddp[k], v, rtol=1e-4, atol=1e-5)
-
-
+    assert_two_gloo_processes_match_one(_fit, tmp_path)
 
 
 def test_torchrun_cli_matches_single_process_cli(tmp_path, shared_data_dir):

@@ -14,9 +14,7 @@ import json
 import logging
 import math
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -27,19 +25,13 @@ from ..models.density.nade import NADE, NADEConfig
 from ..models.density.rbm import BernoulliRBM, RBMConfig
 from ..runs import RunDirectory
 from ..training.distributed import run_distributed
+from ..training.seeding import seeded
 from ..training.trainer import TrainConfig
 
 log = logging.getLogger("latentnlp.commands.density")
 
 MODELS = ("nade", "made", "rbm")
 MNIST_VALID_START = 50_000  # mnist-raw: train = 0..49,999, valid = 50,000..59,999 (as the fixed binarization)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        yield
 
 
 def load_data(spec: dict, data_dir: str | None = None) -> dict[str, torch.Tensor]:
@@ -150,7 +142,7 @@ def _cmd_train_in_group(args: argparse.Namespace, ctx) -> int:
     fit_train = train
     if args.dynamic_binarization:
         batch_transform = DynamicBinarizer(train, seed=args.seed)
-    with _seeded(args.seed):
+    with seeded(args.seed):
         model = _build(args, train.shape[1])
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer,

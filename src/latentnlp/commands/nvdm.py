@@ -6,12 +6,9 @@ import argparse
 import json
 import logging
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-import torch
 
 from ..data.bow import BowCorpus
 from ..data.newsgroups import load_20news
@@ -20,20 +17,13 @@ from ..evaluation.coherence import topic_coherence
 from ..models.document.nvdm import NVDM, NVDMConfig
 from ..runs import RunDirectory
 from ..training.distributed import run_distributed
+from ..training.seeding import seeded
 from ..training.trainer import TrainConfig
 
 log = logging.getLogger("latentnlp.commands.nvdm")
 
 # Settings of the toolkit's NVDM recipe; the paper's own values are in NVDMConfig / TrainConfig docs.
 NVDM_DEFAULTS = dict(epochs=500, batch_size=64, lr=3e-4, patience=10, valid_fraction=0.1)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed weight initialisation without leaking into the caller's global RNG."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        yield
 
 
 def load_splits(dataset: str, data_dir: str | None, valid_fraction: float, split_seed: int) -> dict[str, BowCorpus]:
@@ -153,7 +143,7 @@ def _cmd_train_in_group(args: argparse.Namespace, ctx) -> int:
             train, valid, args.seed, ctx.world_size,
         )
         log.info("train %d docs / %d tokens, valid %d docs (held out of train)", len(train), train.n_tokens, len(valid))
-    with _seeded(args.seed):
+    with seeded(args.seed):
         model = NVDM(model_config)
     model.fit(train, valid, train_config, run_dir=str(run.path))
     result = model.train_result_
