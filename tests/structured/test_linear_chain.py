@@ -5,6 +5,7 @@ import torch
 from scipy.stats import chi2
 
 from latentnlp.structured.linear_chain import (
+    kbest,
     ChainPotentials,
     crf_potentials,
     hmm_potentials,
@@ -237,3 +238,34 @@ def test_float_lengths_are_rejected():
     pots = ChainPotentials(torch.zeros(1, 2), torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match="integer"):
         viterbi(pots, torch.tensor([2.0]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_kbest_lists_the_top_paths_of_the_enumeration(seed, k):
+    pots, lengths = random_instance(seed, B=4, N=4, C=2 + seed % 3, forbid=0.2 if seed % 2 else 0.0)
+    paths, scores = kbest(pots, lengths, k)
+    assert paths.shape == (4, k, 4) and scores.shape == (4, k)
+    for b in range(4):
+        L = int(lengths[b])
+        enumerated = enumerate_chain(pots, L, b)
+        allowed = sorted((s for s in enumerated.values() if s > NEG_INF), reverse=True)
+        expected = allowed[:k] + [NEG_INF] * max(0, k - len(allowed))
+        assert torch.allclose(scores[b], torch.tensor(expected, dtype=torch.float64), atol=1e-10)
+        seen = set()
+        for r in range(k):
+            if scores[b, r] == NEG_INF:
+                continue
+            path = tuple(paths[b, r, :L].tolist())
+            assert path not in seen  # distinct paths
+            seen.add(path)
+            assert enumerated[path] == pytest.approx(scores[b, r].item(), abs=1e-10)
+            assert (paths[b, r, L:] == -1).all()
+    best, best_scores = viterbi(pots, lengths)
+    assert torch.allclose(scores[:, 0], best_scores, atol=1e-10)
+
+
+def test_kbest_rejects_k_below_one():
+    pots, lengths = random_instance(0)
+    with pytest.raises(ValueError, match="k must be"):
+        kbest(pots, lengths, 0)

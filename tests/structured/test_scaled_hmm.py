@@ -84,3 +84,35 @@ def test_scaled_posteriors_equal_generic_node_marginals():
     for s, g in zip(sentences, gamma):
         node = posterior(hmm_potentials(*logs, s[None], torch.tensor([len(s)])), torch.tensor([len(s)])).node[0]
         torch.testing.assert_close(g, node, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scaled_forward_backward_with_per_token_factors_equals_the_log_space_crf(seed):
+    """The CRF's probability-space E-step: node marginals, transition counts and log Z of the generic core."""
+    from latentnlp.structured.linear_chain import crf_potentials, posterior
+    from latentnlp.structured.scaled_hmm import scaled_forward_backward
+
+    g = torch.Generator().manual_seed(seed)
+    C = 2 + seed
+    lengths = [1, 5, 3, 7, 1, 4]
+    unary = [3 * torch.randn(L, C, generator=g, dtype=torch.float64) for L in lengths]
+    transition = 2 * torch.randn(C, C, generator=g, dtype=torch.float64)
+    start = torch.randn(C, generator=g, dtype=torch.float64)
+    offsets = [0]
+    for L in lengths:
+        offsets.append(offsets[-1] + L)
+    packed = pack_sentences([torch.arange(offsets[d], offsets[d + 1]) for d in range(len(lengths))])
+    rows = torch.cat(unary)[packed.data]
+    gamma, counts, log_scale = scaled_forward_backward(start.exp(), transition.exp(), rows.exp(), packed)
+    padded = torch.zeros(len(lengths), max(lengths), C, dtype=torch.float64)
+    for d, u in enumerate(unary):
+        padded[d, : len(u)] = u
+    post = posterior(crf_potentials(padded, transition, torch.tensor(lengths), start=start), torch.tensor(lengths))
+    torch.testing.assert_close(log_scale.sum(), post.log_partition.sum(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(counts, post.edge.sum((0, 1)), rtol=1e-9, atol=1e-10)
+    node = torch.empty_like(gamma)
+    node[packed.data] = gamma
+    expected = torch.cat([post.node[d, :L] for d, L in enumerate(lengths)])
+    torch.testing.assert_close(node, expected, rtol=1e-9, atol=1e-10)
+    with pytest.raises(ValueError, match="rows"):
+        scaled_forward_backward(start.exp(), transition.exp(), rows[:-1].exp(), packed)

@@ -10,6 +10,7 @@ from latentnlp.data.bow import (
     write_feat,
     write_vocab,
 )
+from latentnlp.data.columns import ColumnCorpus, ColumnFormatError, conll2000_path, read_columns
 from latentnlp.data.newsgroups import fetch_20newsgroups_bow, load_20news
 from latentnlp.data.paths import dataset_path, resolve_data_dir
 
@@ -26,4 +27,8 @@ __all__ = [
     "fetch_20newsgroups_bow",
     "resolve_data_dir",
     "dataset_path",
+    "ColumnCorpus",
+    "ColumnFormatError",
+    "read_columns",
+    "conll2000_path",
 ]

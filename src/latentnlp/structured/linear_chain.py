@@ -36,6 +36,7 @@ Algorithms (Rabiner 1989, "A tutorial on hidden Markov models", Sec. III)
   just backprop"): the backward pass of autograd *is* the backward algorithm.
 * :func:`viterbi` — the same recursion in the max semiring; the best path is
   read from the gradient of its score (one-hot edge indicators).
+* :func:`kbest` — the ``k`` best paths (top-``k`` max semiring with backpointers).
 * :func:`sample` — forward filtering, backward sampling (Carter & Kohn 1994;
   Frühwirth-Schnatter 1994): exact samples from ``p(z) = exp(s(z)) / Z``.
 * :func:`path_score` — ``s(z)`` of given paths.
@@ -57,6 +58,7 @@ __all__ = [
     "node_marginals",
     "posterior",
     "viterbi",
+    "kbest",
     "sample",
     "path_score",
     "hmm_potentials",
@@ -293,6 +295,62 @@ def viterbi(potentials: ChainPotentials, lengths: torch.Tensor) -> tuple[torch.T
     paths = indicators.argmax(dim=-1)
     positions = torch.arange(potentials.max_length, device=paths.device)
     paths = torch.where(positions.unsqueeze(0) < lengths.unsqueeze(1), paths, torch.full_like(paths, -1))
+    return paths, scores
+
+
+def kbest(potentials: ChainPotentials, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` highest-scoring paths of each chain (list Viterbi in the top-``k`` max semiring).
+
+    The recursion keeps, for every state ``j`` at position ``n``, the ``k`` best
+    scores of paths ending in ``j`` with explicit backpointers:
+    ``best_{n+1}[j] = top-k over (i, r) of best_n[i][r] + edge[n, i, j]``. Cost
+    ``O(B N C^2 k log k)``.
+
+    Args:
+        potentials: :class:`ChainPotentials` (``start (B, C)``, ``edge (B, N-1, C, C)``), nats.
+        lengths: ``(B,)`` integer tensor, ``1 <= lengths[b] <= N``.
+        k: number of paths, ``>= 1``.
+
+    Returns:
+        ``(paths, scores)``: ``paths (B, k, N)`` LongTensor with ``-1`` at padding,
+        ``scores (B, k)`` non-increasing in nats. Paths are distinct; when a chain
+        has fewer than ``k`` allowed paths the remaining scores are ``-inf``
+        (their paths are arbitrary). ``paths[:, 0]`` is a Viterbi path.
+
+    Raises:
+        ValueError: as :func:`log_partition`, or if ``k < 1``.
+
+    Source: Schwartz & Chow (1990), "The N-best algorithm"; Nilsson & Goldberger
+    (2001) for the list-Viterbi recursion; Torch-Struct ``KMaxSemiring``.
+    """
+    lengths = _check(potentials, lengths)
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = int(k)
+    B, N, C = potentials.batch_size, potentials.max_length, potentials.num_states
+    start, edge = potentials.start.detach(), potentials.edge.detach()
+    # best[b, j, r]: r-th best score of paths ending in j; slot 0 holds start, the rest -inf
+    best = torch.full((B, C, k), float("-inf"), dtype=start.dtype, device=start.device)
+    best[:, :, 0] = start
+    mask = _edge_mask(lengths, N)  # (B, N-1)
+    pointers = []  # per step (B, C, k): flat index i * k + r into the previous best
+    identity = torch.arange(C * k, device=start.device).view(1, C, k).expand(B, C, k)
+    for n in range(N - 1):
+        cand = best.unsqueeze(-1) + edge[:, n].unsqueeze(2)  # (B, C_prev, k, 1) + (B, C_prev, 1, C) -> (B, C_prev, k, C)
+        cand = cand.reshape(B, C * k, C)
+        top, arg = cand.topk(k, dim=1)  # (B, k, C)
+        top, arg = top.transpose(1, 2), arg.transpose(1, 2)  # (B, C, k)
+        live = mask[:, n, None, None]
+        best = torch.where(live, top, best)
+        pointers.append(torch.where(live, arg, identity))
+    scores, flat = best.reshape(B, C * k).topk(k, dim=1)  # (B, k)
+    paths = torch.empty(B, k, N, dtype=torch.long, device=start.device)
+    for n in range(N - 1, -1, -1):
+        paths[:, :, n] = torch.div(flat, k, rounding_mode="floor")
+        if n > 0:
+            flat = pointers[n - 1].reshape(B, C * k).gather(1, flat)
+    positions = torch.arange(N, device=paths.device).view(1, 1, N)
+    paths = torch.where(positions < lengths.view(B, 1, 1), paths, torch.full_like(paths, -1))
     return paths, scores
 
 

@@ -39,7 +39,14 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
-__all__ = ["PackedSentences", "pack_sentences", "unpack_rows", "scaled_expected_counts", "scaled_posteriors"]
+__all__ = [
+    "PackedSentences",
+    "pack_sentences",
+    "unpack_rows",
+    "scaled_expected_counts",
+    "scaled_posteriors",
+    "scaled_forward_backward",
+]
 
 
 @dataclass(frozen=True)
@@ -91,11 +98,15 @@ def unpack_rows(packed: PackedSentences, rows: torch.Tensor) -> list[torch.Tenso
 
 def _forward_backward(init, transition, emission, packed):
     """``(alpha_hat, beta_hat, g, scale)`` packed ``(T, C)``, ``(T, C)``, ``(T, C)``, ``(T,)``, or ``None`` if some ``c_t == 0``."""
-    C, V = emission.shape
-    T = packed.data.numel()
-    dtype, device = emission.dtype, emission.device
-    bs, off = packed.batch_sizes, packed.offsets
     emit = emission.t()[packed.data]  # (T, C): emit[r, j] = b_j(x_r), a gather by word id
+    return _forward_backward_rows(init, transition, emit, packed)
+
+
+def _forward_backward_rows(init, transition, emit, packed):
+    """The scaled recursions on a packed per-row factor table ``emit (T, C)`` (see :func:`_forward_backward`)."""
+    T, C = emit.shape
+    dtype, device = emit.dtype, emit.device
+    bs, off = packed.batch_sizes, packed.offsets
     alpha = torch.empty(T, C, dtype=dtype, device=device)  # alpha_hat, packed
     scale = torch.empty(T, dtype=dtype, device=device)  # c_t, packed
     # forward
@@ -196,3 +207,58 @@ def scaled_posteriors(
         return None
     alpha, beta, _, _ = result
     return alpha * beta
+
+
+def scaled_forward_backward(
+    init: torch.Tensor, transition: torch.Tensor, factors: torch.Tensor, packed: PackedSentences
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Scaled forward-backward for any chain with non-negative factors given per token (a linear-chain CRF).
+
+    The same recursions as the HMM E-step with the emission lookup ``b(x_t)``
+    replaced by a per-token row ``factors[r]``: the weight of a path is
+    ``init[z_0] prod_t factors[t, z_t] prod_t transition[z_{t-1}, z_t]`` and
+    ``Z = sum_z weight(z)``. For a CRF with log potentials ``u`` and
+    transition scores ``A``, pass ``exp(u - max_c u)`` and ``exp(A - max A)``
+    and add the subtracted constants back to ``log Z``.
+
+    Args:
+        init: ``(C,)`` non-negative weights of the first state.
+        transition: ``(C, C)`` non-negative weights (rows: previous state).
+        factors: ``(T, C)`` non-negative per-token weights, *in packed order*
+            (row ``packed.offsets[t] + r`` is position ``t`` of the ``r``-th longest
+            sentence; build ``packed`` from ``arange`` token indices and gather the rows
+            with ``packed.data``).
+        packed: the sentences, from :func:`pack_sentences`.
+
+    Returns:
+        ``(gamma (T, C), transition_counts (C, C), log_scale (T,))`` — node
+        marginals in packed order, expected transition counts summed over the
+        corpus, and ``log c_t`` per packed row (a sentence's ``log Z`` is the
+        sum of its rows' ``log c_t``) — or ``None`` when some sentence has
+        weight 0 (a scale factor underflowed), in which case the caller must
+        use the log-space core.
+
+    Raises:
+        ValueError: if the shapes disagree (named).
+
+    Source: Rabiner (1989), Sec. V-A; Lafferty, McCallum & Pereira (2001), Sec. 4
+    (the CRF's forward-backward is the HMM's with unnormalised factors).
+    """
+    if factors.dim() != 2 or init.shape != factors.shape[1:] or transition.shape != (factors.shape[1],) * 2:
+        raise ValueError(
+            f"expected init (C,), transition (C, C), factors (T, C); got {tuple(init.shape)}, "
+            f"{tuple(transition.shape)}, {tuple(factors.shape)}"
+        )
+    if factors.shape[0] != packed.data.numel():
+        raise ValueError(f"factors has {factors.shape[0]} rows but the packed sentences have {packed.data.numel()} tokens")
+    result = _forward_backward_rows(init, transition, factors, packed)
+    if result is None:
+        return None
+    alpha, beta, g, scale = result
+    C = factors.shape[1]
+    bs0 = packed.batch_sizes[0]
+    if factors.shape[0] > bs0:
+        transition_counts = transition * torch.mm(alpha[packed.prev].t(), g[bs0:])
+    else:
+        transition_counts = torch.zeros(C, C, dtype=factors.dtype, device=factors.device)
+    return alpha * beta, transition_counts, scale.log()
