@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,12 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data folder {path} not found (set LATENTNLP_DATA to run these tests)")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one torch thread (two threads on a busy machine can be many times slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

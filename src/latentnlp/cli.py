@@ -13,6 +13,10 @@
     latentnlp train nade|made|rbm --data-dir DIR --out RUN_DIR   (binarized MNIST, or --data FILE.npz)
     latentnlp evaluate RUN_DIR                      (density: test NLL in nats, estimator named)
     latentnlp sample RUN_DIR --n 64                 (PNG grid of samples)
+    latentnlp train memm|crf|bilstm-crf --train FILE [--dev FILE | --dev-fraction 0.1] --columns NAME...
+                    --token-column NAME --tag-column NAME [--feature-columns NAME...] [--scheme iob2] --out RUN_DIR
+    latentnlp tag RUN_DIR [--input-format text|conll] [--nbest K] < input   (memm/crf/bilstm-crf: CoNLL columns out)
+    latentnlp evaluate RUN_DIR --test FILE          (memm/crf/bilstm-crf: token accuracy, conlleval chunk P/R/F1)
 
 ``evaluate`` and ``tag`` read the model name from ``RUN_DIR/config.json`` and
 dispatch to that model's command module (an explicit table, :data:`EVALUATORS`).
@@ -30,6 +34,7 @@ from .commands import align as align_commands
 from .commands import density as density_commands
 from .commands import hmm as hmm_commands
 from .commands import nvdm as nvdm_commands
+from .commands import tagger as tagger_commands
 from .data.bow import CorpusFormatError
 from .runs import RunDirectory
 from .training.checkpoint import CheckpointError
@@ -38,8 +43,21 @@ from .training.checkpoint import CheckpointError
 EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_commands.evaluate, "hmm": hmm_commands.evaluate,
                                                           "ibm1": align_commands.evaluate, "ibm2": align_commands.evaluate,
                                                           "nade": density_commands.evaluate, "made": density_commands.evaluate,
-                                                          "rbm": density_commands.evaluate}
-TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {"hmm": hmm_commands.tag}
+                                                          "rbm": density_commands.evaluate,
+                                                          "memm": tagger_commands.evaluate, "crf": tagger_commands.evaluate,
+                                                          "bilstm-crf": tagger_commands.evaluate}
+
+
+def _hmm_tag(args: argparse.Namespace) -> int:
+    """``tag`` of an HMM run: plain text only (``--input-format conll`` and ``--nbest`` are the feature taggers')."""
+    if getattr(args, "input_format", None) not in (None, "text") or getattr(args, "nbest", None) is not None:
+        raise ValueError("an HMM run tags plain text, one sentence per line; --input-format conll and --nbest "
+                         "apply to memm, crf and bilstm-crf runs")
+    return hmm_commands.tag(args)
+
+
+TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {"hmm": _hmm_tag, "memm": tagger_commands.tag,
+                                                       "crf": tagger_commands.tag, "bilstm-crf": tagger_commands.tag}
 
 
 def _dispatch(table: dict[str, Callable[[argparse.Namespace], int]], what: str) -> Callable[[argparse.Namespace], int]:
@@ -62,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     nvdm_commands.add_train_parser(train_sub)
     hmm_commands.add_train_parser(train_sub)
     density_commands.add_train_parser(train_sub)
+    tagger_commands.add_train_parsers(train_sub)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model (what is measured depends on the model)")
     ev.add_argument("run_dir")
@@ -75,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     density_commands.add_evaluate_options(ev)
     ev.set_defaults(func=_dispatch(EVALUATORS, "evaluate"))
 
-    tag = sub.add_parser("tag", help="tag sentences from standard input (one per line) with a trained tagger")
+    tag = sub.add_parser("tag", help="tag sentences from standard input (one per line, or CoNLL columns) with a trained tagger")
     tag.add_argument("run_dir")
+    tagger_commands.add_tag_options(tag)
     tag.set_defaults(func=_dispatch(TAGGERS, "tag"))
 
     nvdm_commands.add_root_parsers(sub)

@@ -7,12 +7,9 @@ from latentnlp.models.density.rbm import BernoulliRBM, RBMConfig
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread (two threads on a busy machine can be many times slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
+    """Every RBM/AIS test runs on one thread (the shared ``one_thread`` fixture)."""
     yield
-    torch.set_num_threads(n)
 
 
 def tiny_rbm(d, h, scale=1.0, seed=0, **kw):

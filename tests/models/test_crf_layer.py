@@ -13,13 +13,7 @@ from latentnlp.training.seeding import seeded
 from ..structured.brute_force import brute_force
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread (two threads on a busy machine can be many times slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def layer(C: int, seed: int, dtype=torch.float64) -> CRFLayer:

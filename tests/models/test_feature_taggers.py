@@ -12,6 +12,8 @@ from latentnlp.models.sequence.features import FeatureIndex, FeatureTemplates, t
 from latentnlp.models.sequence.loglinear import LogLinearConfig
 from latentnlp.models.sequence.memm import MEMM
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = FeatureTemplates(window=1, affix=1, shape=False, lowercase=False)
 
 
@@ -196,14 +198,14 @@ def test_crf_matches_crfsuite_on_the_same_features(shared_data_dir):
 
 
 def test_crf_and_memm_chunk_real_sentences(shared_data_dir):
-    """A small slice of CoNLL-2000 (500 training sentences): chunk F1 on 200 test sentences."""
+    """A small slice of CoNLL-2000 (300 training sentences): chunk F1 on 200 test sentences."""
     from latentnlp.evaluation.chunking import chunk_scores
 
-    words, columns, tags = _conll2000_head(shared_data_dir, 500)
+    words, columns, tags = _conll2000_head(shared_data_dir, 300)
     test_words, test_columns, test_tags = _conll2000_head(shared_data_dir, 200, split="test")
     tmpl = FeatureTemplates(window=1, affix=3, columns=("pos",))
-    crf = FeatureCRF(LogLinearConfig(templates=tmpl, c2=0.5, max_iterations=100)).fit(words, tags, columns)
-    memm = MEMM(LogLinearConfig(templates=tmpl, c2=0.5, max_iterations=100)).fit(words, tags, columns)
+    crf = FeatureCRF(LogLinearConfig(templates=tmpl, c2=0.5, max_iterations=60)).fit(words, tags, columns)
+    memm = MEMM(LogLinearConfig(templates=tmpl, c2=0.5, max_iterations=60)).fit(words, tags, columns)
     f_crf = chunk_scores(crf.predict(test_words, test_columns), test_tags).f1
     f_memm = chunk_scores(memm.predict(test_words, test_columns), test_tags).f1
     assert f_crf > 0.85 and f_memm > 0.80

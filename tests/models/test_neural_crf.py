@@ -46,13 +46,7 @@ TAGS = [
 TINY = dict(word_dim=8, char_dim=6, char_hidden=5, hidden=10, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread (two threads on a busy machine can be many times slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, **overrides) -> BiLSTMCRF:

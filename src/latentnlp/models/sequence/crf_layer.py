@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ...structured.linear_chain import (
+    _check_lengths,
     ChainPotentials,
     crf_potentials,
     log_partition,
@@ -115,21 +116,6 @@ def backpointer_viterbi(potentials: ChainPotentials, lengths: torch.Tensor) -> t
         unsorted_scores[order] = scores
     return unsorted, unsorted_scores
     return paths, scores
-
-
-def _check_lengths(lengths, batch_size: int, max_length: int, device: torch.device) -> torch.Tensor:
-    if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
-    if lengths.shape != (batch_size,):
-        raise ValueError(f"lengths has shape {tuple(lengths.shape)}, expected ({batch_size},)")
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-        raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
-    lengths = lengths.to(device=device, dtype=torch.long)
-    bad = ((lengths < 1) | (lengths > max_length)).nonzero().flatten()
-    if bad.numel():
-        b = bad[0].item()
-        raise ValueError(f"lengths must lie in [1, N={max_length}], got lengths[{b}] = {lengths[b].item()}")
-    return lengths
 
 
 class CRFLayer(nn.Module):
