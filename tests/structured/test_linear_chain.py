@@ -17,6 +17,8 @@ from latentnlp.structured.linear_chain import (
     sample,
     viterbi,
 )
+from latentnlp.structured.linear_chain import _forward
+from latentnlp.structured.semirings import LogSemiring, MaxSemiring
 
 from .brute_force import brute_force, enumerate_chain
 
@@ -269,3 +271,94 @@ def test_kbest_rejects_k_below_one():
     pots, lengths = random_instance(0)
     with pytest.raises(ValueError, match="k must be"):
         kbest(pots, lengths, 0)
+
+
+# --------------------------------------------------------------------------- the packed recursion
+def masked_reference_forward(semiring, start, edge, lengths, keep_all=False):
+    """The forward recursion written plainly: every chain at every step, padding replaced by ``one``."""
+    N = edge.shape[1] + 1
+    mask = torch.arange(1, N).unsqueeze(0) < lengths.unsqueeze(1)  # (B, N-1) real edges
+    edge = torch.where(mask[:, :, None, None], edge, torch.full_like(edge, semiring.one))
+    alpha, steps = start, [start]
+    for n in range(N - 1):
+        new = semiring.sum(semiring.mul(alpha.unsqueeze(-1), edge[:, n]), dim=-2)
+        alpha = torch.where(mask[:, n, None], new, alpha)
+        steps.append(alpha)
+    return torch.stack(steps, dim=1) if keep_all else alpha
+
+
+PACKED_LENGTHS = {
+    "unsorted": [3, 6, 1, 6, 2, 4],
+    "sorted": [6, 6, 4, 3, 2, 1],
+    "ascending": [1, 2, 3, 4, 5, 6],
+    "full": [6] * 6,
+    "all_one": [1] * 6,
+    "shorter_than_n": [2, 4, 1, 4, 3, 2],
+}
+
+
+@pytest.mark.parametrize("semiring", [LogSemiring, MaxSemiring], ids=["log", "max"])
+@pytest.mark.parametrize("keep_all", [False, True])
+@pytest.mark.parametrize("case", sorted(PACKED_LENGTHS))
+def test_packed_forward_matches_the_masked_recursion(semiring, keep_all, case):
+    g = torch.Generator().manual_seed(len(case))
+    lengths = torch.tensor(PACKED_LENGTHS[case])
+    B, N, C = len(lengths), 6, 3
+    start = torch.randn(B, C, generator=g, dtype=torch.float64)
+    edge = 2 * torch.randn(B, N - 1, C, C, generator=g, dtype=torch.float64)
+    edge = edge.masked_fill(torch.rand(edge.shape, generator=g, dtype=torch.float64) < 0.2, NEG_INF)
+    padding = ~(torch.arange(1, N).unsqueeze(0) < lengths.unsqueeze(1))
+    edge = edge.masked_fill(padding[:, :, None, None], float("nan"))  # must never be read
+    weights = torch.randn((B, N, C) if keep_all else (B, C), generator=g, dtype=torch.float64)
+    results = []
+    for forward in (masked_reference_forward, _forward):
+        s = start.clone().requires_grad_(True)
+        e = edge.clone().requires_grad_(True)
+        out = forward(semiring, s, e, lengths, keep_all=keep_all)
+        # a linear functional of the alphas, -inf entries left out (their gradient is 0 either way)
+        torch.where(torch.isfinite(out), out * weights, torch.zeros_like(out)).sum().backward()
+        results.append((out.detach(), s.grad, e.grad))
+    (ref, ref_gs, ref_ge), (out, gs, ge) = results
+    with torch.no_grad():  # the no-grad path keeps no buffer
+        assert torch.allclose(_forward(semiring, start, edge, lengths, keep_all=keep_all), ref, atol=1e-12)
+    assert out.shape == ref.shape
+    assert torch.equal(torch.isinf(out), torch.isinf(ref)) and not torch.isnan(out).any()
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert torch.allclose(gs, ref_gs, atol=1e-12) and torch.allclose(ge, ref_ge, atol=1e-12)
+    assert torch.equal(ge[padding], torch.zeros_like(ge[padding]))  # exactly 0, never NaN
+
+
+def test_log_partition_gradient_survives_retain_graph_and_double_backward():
+    pots, lengths = random_instance(5, B=4, N=4, C=3)
+    lengths = torch.tensor([2, 4, 1, 3])  # unsorted: the packed recursion sorts and unsorts
+    start = pots.start.clone().requires_grad_(True)
+    edge = pots.edge.clone().requires_grad_(True)
+    log_z = log_partition(ChainPotentials(start, edge), lengths).sum()
+    first = torch.autograd.grad(log_z, (start, edge), retain_graph=True)
+    second = torch.autograd.grad(log_z, (start, edge))  # the fast backward consumed its buffer
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(first, second))
+    post = posterior(pots, lengths)
+    assert torch.allclose(first[0], post.node[:, 0], atol=1e-12) and torch.allclose(first[1], post.edge, atol=1e-12)
+
+    def f(s, e):
+        return log_partition(ChainPotentials(s, e), lengths)
+
+    small_start = pots.start[:, :2].clone().requires_grad_(True)
+    small_edge = pots.edge[:, :, :2, :2].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (small_start, small_edge))
+    assert torch.autograd.gradgradcheck(f, (small_start, small_edge))
+
+
+def test_max_semiring_gradient_breaks_ties_as_torch_max():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([4, 6, 1, 6, 3])
+    start = torch.randint(0, 2, (5, 3), generator=g).double()  # many ties
+    edge = torch.randint(0, 2, (5, 5, 3, 3), generator=g).double()
+    grads = []
+    for forward in (masked_reference_forward, _forward):
+        s, e = start.clone().requires_grad_(True), edge.clone().requires_grad_(True)
+        MaxSemiring.sum(forward(MaxSemiring, s, e, lengths), dim=-1).sum().backward()
+        grads.append((s.grad, e.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    paths, _ = viterbi(ChainPotentials(start, edge), lengths)
+    assert ((paths >= 0).sum(1) == lengths).all()
