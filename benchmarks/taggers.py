@@ -49,12 +49,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from latentnlp.data.columns import read_columns
+from latentnlp.data.columns import conll2000_path, read_columns
 from latentnlp.data.paths import resolve_data_dir
 from latentnlp.evaluation.chunking import chunk_scores
+from latentnlp.evaluation.tagging import token_accuracy
 from latentnlp.models.sequence.crf import FeatureCRF
 from latentnlp.models.sequence.features import FeatureIndex, FeatureTemplates
 from latentnlp.models.sequence.loglinear import LogLinearConfig
@@ -73,8 +73,8 @@ TEMPLATES = {
 def load_task(task: str, data_dir: Path):
     """``(train, dev, test, scheme)``; each split is ``(words, columns, tags)``."""
     if task == "chunking":
-        train = read_columns(data_dir / "conll2000" / "train.txt", names=("word", "pos", "chunk"))
-        test = read_columns(data_dir / "conll2000" / "test.txt", names=("word", "pos", "chunk"))
+        train = read_columns(conll2000_path("train", data_dir), names=("word", "pos", "chunk"))
+        test = read_columns(conll2000_path("test", data_dir), names=("word", "pos", "chunk"))
         rest, dev = train.split(0.1, seed=0)
 
         def parts(c):
@@ -95,9 +95,7 @@ def load_task(task: str, data_dir: Path):
 
 
 def score(pred, gold, scheme):
-    flat_p = [t for s in pred for t in s]
-    flat_g = [t for s in gold for t in s]
-    out = {"accuracy": float(np.mean([a == b for a, b in zip(flat_p, flat_g)]))}
+    out = {"accuracy": token_accuracy(pred, gold)}
     if scheme:
         cs = chunk_scores(pred, gold, scheme=scheme)
         out.update({"precision": cs.precision, "recall": cs.recall, "f1": cs.f1})

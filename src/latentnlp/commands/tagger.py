@@ -103,7 +103,7 @@ import torch
 from ..atomic import atomic_write_text
 from ..data.columns import CONLLU_COLUMNS, ColumnCorpus, ColumnFormatError, read_columns
 from ..evaluation.chunking import SCHEMES, chunk_scores, confusion_matrix_png, convert_scheme
-from ..evaluation.tagging import accuracy
+from ..evaluation.tagging import token_accuracy
 from ..runs import RunDirectory
 from ..training.checkpoint import atomic_save_tensors, load_tensors
 from ..training.distributed import run_distributed
@@ -269,18 +269,11 @@ def _to_scheme(tags: Sentences, source: str | None, target: str | None) -> Sente
 def _scores(pred: Sentences, gold: Sentences, scheme: str | None) -> dict[str, Any]:
     """Token accuracy and, with a scheme, conlleval chunk scores (JSON-ready)."""
     out: dict[str, Any] = {"n_sentences": len(gold), "n_tokens": sum(len(g) for g in gold),
-                           "accuracy": _token_accuracy(pred, gold)}
+                           "accuracy": token_accuracy(pred, gold)}
     if scheme is not None:
         cs = chunk_scores(pred, gold, scheme)
         out.update(precision=cs.precision, recall=cs.recall, f1=cs.f1, chunks=cs.to_dict())
     return out
-
-
-def _token_accuracy(pred: Sentences, gold: Sentences) -> float:
-    flat_p = [t for s in pred for t in s]
-    flat_g = [t for s in gold for t in s]
-    ids = {t: k for k, t in enumerate(sorted(set(flat_p) | set(flat_g)))}
-    return accuracy(np.array([ids[t] for t in flat_p], dtype=np.int64), np.array([ids[t] for t in flat_g], dtype=np.int64))
 
 
 # ------------------------------------------------------------------- train

@@ -22,13 +22,13 @@ contiguous. All scores are fractions in ``[0, 1]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import v_measure_score
 
-__all__ = ["accuracy", "many_to_one_accuracy", "one_to_one_accuracy", "v_measure", "contingency"]
+__all__ = ["accuracy", "token_accuracy", "many_to_one_accuracy", "one_to_one_accuracy", "v_measure", "contingency"]
 
 
 def _as_labels(x: Any, name: str) -> np.ndarray:
@@ -90,6 +90,25 @@ def accuracy(pred: Any, gold: Any) -> float:
     """
     pred, gold = _check(pred, gold)
     return float(np.mean(pred == gold))
+
+
+def token_accuracy(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
+    """Share of tokens whose predicted tag equals the gold tag, over sentences of tag strings.
+
+    Raises:
+        ValueError: if the sentences or their lengths differ, or there are no tokens.
+    """
+    if len(pred) != len(gold):
+        raise ValueError(f"{len(pred)} predicted sentences for {len(gold)} gold ones")
+    right = total = 0
+    for i, (p, g) in enumerate(zip(pred, gold)):
+        if len(p) != len(g):
+            raise ValueError(f"sentence {i}: {len(p)} predicted tags for {len(g)} gold ones")
+        right += sum(a == b for a, b in zip(p, g))
+        total += len(g)
+    if total == 0:
+        raise ValueError("no tokens to score")
+    return right / total
 
 
 def many_to_one_accuracy(pred: Any, gold: Any) -> float:

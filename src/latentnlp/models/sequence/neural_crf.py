@@ -55,6 +55,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ...data.vocab import Vocabulary
+from ...evaluation.tagging import token_accuracy
 from .crf_layer import CRFLayer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -599,23 +600,6 @@ class BiLSTMCRF(nn.Module):
 
 
 # --------------------------------------------------------------------------- training
-def token_accuracy(pred: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> float:
-    """Share of tokens whose predicted tag equals the gold tag.
-
-    Raises:
-        ValueError: if the sentences or their lengths differ, or there are no tokens.
-    """
-    if len(pred) != len(gold):
-        raise ValueError(f"{len(pred)} predicted sentences for {len(gold)} gold ones")
-    right = total = 0
-    for i, (p, g) in enumerate(zip(pred, gold)):
-        if len(p) != len(g):
-            raise ValueError(f"sentence {i}: {len(p)} predicted tags for {len(g)} gold ones")
-        right += sum(a == b for a, b in zip(p, g))
-        total += len(g)
-    if total == 0:
-        raise ValueError("no tokens to score")
-    return right / total
 
 
 def train_bilstm_crf(
