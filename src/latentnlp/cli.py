@@ -12,11 +12,15 @@
     latentnlp evaluate RUN_DIR --gold FILE          (alignment: AER, precision, recall)
     latentnlp train nade|made|rbm --data-dir DIR --out RUN_DIR   (binarized MNIST, or --data FILE.npz)
     latentnlp evaluate RUN_DIR                      (density: test NLL in nats, estimator named)
-    latentnlp sample RUN_DIR --n 64                 (PNG grid of samples)
+    latentnlp sample RUN_DIR --n 64                 (density: PNG grid of samples; rnnlm/sentence-vae: sentences)
     latentnlp train memm|crf|bilstm-crf --train FILE [--dev FILE | --dev-fraction 0.1] --columns NAME...
                     --token-column NAME --tag-column NAME [--feature-columns NAME...] [--scheme iob2] --out RUN_DIR
     latentnlp tag RUN_DIR [--input-format text|conll] [--nbest K] < input   (memm/crf/bilstm-crf: CoNLL columns out)
     latentnlp evaluate RUN_DIR --test FILE          (memm/crf/bilstm-crf: token accuracy, conlleval chunk P/R/F1)
+    latentnlp train rnnlm|sentence-vae --data-dir DIR [--train F --valid F] --out RUN_DIR   (PTB by default)
+    latentnlp evaluate RUN_DIR [--test FILE]        (rnnlm/sentence-vae: NLL per sentence, perplexities, KL, IW)
+    latentnlp reconstruct RUN_DIR "a sentence"      (sentence-vae: decode from the posterior mean and samples)
+    latentnlp interpolate RUN_DIR "first" "second" --steps 5   (sentence-vae: homotopy between two codes)
 
 ``evaluate`` and ``tag`` read the model name from ``RUN_DIR/config.json`` and
 dispatch to that model's command module (an explicit table, :data:`EVALUATORS`).
@@ -33,6 +37,7 @@ from typing import Callable, Sequence
 from .commands import align as align_commands
 from .commands import density as density_commands
 from .commands import hmm as hmm_commands
+from .commands import language as language_commands
 from .commands import nvdm as nvdm_commands
 from .commands import tagger as tagger_commands
 from .data.bow import CorpusFormatError
@@ -45,7 +50,9 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_comma
                                                           "nade": density_commands.evaluate, "made": density_commands.evaluate,
                                                           "rbm": density_commands.evaluate,
                                                           "memm": tagger_commands.evaluate, "crf": tagger_commands.evaluate,
-                                                          "bilstm-crf": tagger_commands.evaluate}
+                                                          "bilstm-crf": tagger_commands.evaluate,
+                                                          "rnnlm": language_commands.evaluate,
+                                                          "sentence-vae": language_commands.evaluate}
 
 
 def _hmm_tag(args: argparse.Namespace) -> int:
@@ -58,6 +65,11 @@ def _hmm_tag(args: argparse.Namespace) -> int:
 
 TAGGERS: dict[str, Callable[[argparse.Namespace], int]] = {"hmm": _hmm_tag, "memm": tagger_commands.tag,
                                                        "crf": tagger_commands.tag, "bilstm-crf": tagger_commands.tag}
+
+
+SAMPLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "nade": density_commands.cmd_sample, "made": density_commands.cmd_sample, "rbm": density_commands.cmd_sample,
+    "rnnlm": language_commands.cmd_sample, "sentence-vae": language_commands.cmd_sample}
 
 
 def _dispatch(table: dict[str, Callable[[argparse.Namespace], int]], what: str) -> Callable[[argparse.Namespace], int]:
@@ -81,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     hmm_commands.add_train_parser(train_sub)
     density_commands.add_train_parser(train_sub)
     tagger_commands.add_train_parsers(train_sub)
+    language_commands.add_train_parsers(train_sub)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model (what is measured depends on the model)")
     ev.add_argument("run_dir")
@@ -101,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     nvdm_commands.add_root_parsers(sub)
     align_commands.add_root_parsers(sub)
-    density_commands.add_root_parsers(sub)
+
+    sample = sub.add_parser("sample", help="draw samples from a trained model (density: PNG grid; language: sentences)")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=None, help="number of samples (default: 64 images, 10 sentences)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", help="density: PNG path (default RUN_DIR/samples.png)")
+    language_commands.add_decoding_options(sample)
+    sample.set_defaults(func=_dispatch(SAMPLERS, "sample"))
+    language_commands.add_root_parsers(sub)
     return parser
 
 

@@ -49,6 +49,12 @@ def _register_builtin() -> None:
     register_model("nade", NADE, NADEConfig)
     register_model("made", MADE, MADEConfig)
     register_model("rbm", BernoulliRBM, RBMConfig)
+    from .models.language.rnnlm import RNNLanguageModel, RNNLMConfig
+
+    register_model("rnnlm", RNNLanguageModel, RNNLMConfig)
+    from .models.language.sentence_vae import SentenceVAE, SentenceVAEConfig
+
+    register_model("sentence-vae", SentenceVAE, SentenceVAEConfig)
 
 
 _register_builtin()

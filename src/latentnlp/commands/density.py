@@ -251,20 +251,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     config = run.read_config()
     if config.get("model") not in MODELS:
         raise ValueError(f"{args.run_dir}: cannot sample a {config.get('model')!r} run; sample knows {list(MODELS)}")
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    n = 64 if args.n is None else args.n
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
     model = run.load_model()
-    samples = model.sample(args.n, torch.Generator().manual_seed(args.seed))
+    samples = model.sample(n, torch.Generator().manual_seed(args.seed))
     out = Path(args.out) if args.out else run.file("samples.png")
     save_image_grid(samples, out, title=f"{config['model']} samples (seed {args.seed})")
     print(f"wrote {out}")
     return 0
-
-
-def add_root_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="draw samples from a trained NADE/MADE/RBM into a PNG grid")
-    p.add_argument("run_dir")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG path (default RUN_DIR/samples.png)")
-    p.set_defaults(func=cmd_sample)

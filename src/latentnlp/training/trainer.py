@@ -70,7 +70,11 @@ class TrainConfig:
         weight_decay: L2 penalty coefficient handed to the optimiser (``0``: none).
         lr_schedule: ``"constant"``; ``"linear"`` decays the rate linearly to 0 at the
             last epoch (Tieleman 2008 for PCD); ``"cosine"`` decays it along a half
-            cosine. The rate is a function of the epoch alone, so resuming is exact.
+            cosine; ``"step"`` multiplies it by ``lr_decay`` every epoch from epoch
+            ``lr_decay_start`` (1-based) on (Zaremba et al. 2014: 0.5 from epoch 5 for
+            the small LSTM). The rate is a function of the epoch alone, so resuming is exact.
+        lr_decay: the ``"step"`` schedule's factor per epoch.
+        lr_decay_start: the first epoch (1-based) trained at a decayed rate.
         alternate: update encoder and decoder in turn with separate optimisers (paper
             Algorithm 1) instead of jointly.
         alternate_every: epochs spent on one phase before switching (released code: 10).
@@ -80,6 +84,9 @@ class TrainConfig:
         max_minutes: wall-clock budget for this call; training stops at the end of
             the first epoch that exceeds it. ``None``: no budget.
         grad_clip: clip the global gradient norm to this value; ``None``: no clipping.
+        shuffle: visit the training examples in a fresh random order every epoch; ``False``
+            keeps their order (continuous truncated-BPTT language models carry their state
+            from one example to the next).
         seed: seeds shuffling and noise (the model's initial weights are seeded by its builder).
         progress: show a progress bar with the running loss (main process only).
         resume: continue from ``run_dir/checkpoint.safetensors`` if it exists.
@@ -93,6 +100,8 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
+    lr_decay: float = 0.5
+    lr_decay_start: int = 5
     alternate: bool = False
     alternate_every: int = 10
     validate_every: int = 1
@@ -100,6 +109,7 @@ class TrainConfig:
     monitor: str = "valid_perplexity_bound"
     max_minutes: float | None = None
     grad_clip: float | None = None
+    shuffle: bool = True
     seed: int = 0
     progress: bool = True
     resume: bool = True
@@ -113,8 +123,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"TrainConfig.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.lr_schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"TrainConfig.lr_schedule must be 'constant', 'linear' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule not in ("constant", "linear", "cosine", "step"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'constant', 'linear', 'cosine' or 'step', got {self.lr_schedule!r}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"TrainConfig.lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.lr_decay_start < 1:
+            raise ValueError(f"TrainConfig.lr_decay_start must be >= 1, got {self.lr_decay_start!r}")
         if not self.weight_decay >= 0.0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0.0 <= self.momentum < 1.0:
@@ -135,6 +149,8 @@ class TrainConfig:
             return self.learning_rate * (1.0 - progress)
         if self.lr_schedule == "cosine":
             return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.lr_schedule == "step":
+            return self.learning_rate * self.lr_decay ** max(epoch + 2 - self.lr_decay_start, 0)
         return self.learning_rate
 
 
@@ -301,7 +317,7 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate_at(self.epoch)
         self.model.train()
-        perm = torch.randperm(self.n_train, generator=self.generator)
+        perm = torch.randperm(self.n_train, generator=self.generator) if cfg.shuffle else torch.arange(self.n_train)
         sums: dict[str, float] = {}
         count = 0
         n_batches = math.ceil(self.n_train / cfg.batch_size)

@@ -1,0 +1,135 @@
+"""Recurrent language models and the sentence VAE on the Penn Treebank (Mikolov's form).
+
+Each preset is one ``latentnlp train ...`` command line (printed, so the result can be
+reproduced without this script), followed by ``latentnlp evaluate RUN_DIR`` on the test
+split. Settings were fixed in advance or chosen on the validation split; the test split
+is scored once at the end. Training resumes from the run directory's checkpoint, so a
+stopped benchmark continues where it was when rerun with the same command.
+
+Presets (``--preset``)
+----------------------
+* ``zaremba-small`` — continuous LSTM LM, the "small" configuration of Zaremba et al. 2014:
+  2 layers of 200, no dropout, 20 streams x 20 steps, SGD at 1.0 halved every epoch from
+  epoch 5, clipping at 5, 13 epochs, weights uniform in +-0.1. Published test perplexity 114.5.
+* ``sentence-lstm`` — sentence-level LSTM LM (each sentence alone, Bowman et al. 2016's
+  RNNLM baseline: test NLL 100 nats per sentence, perplexity 116).
+* ``vae`` — the sentence VAE with Bowman et al. 2016's sizes (353-dim embeddings, 191 LSTM
+  units, 13 latent dimensions), sigmoid KL annealing centred at step 2,500 and word
+  dropout 0.25 (published: NLL 101, KL 2);
+* ``vae-kl5`` — the same network with free bits (0.5 nats per dimension, Kingma et al.
+  2016) and a linear KL warm-up over two epochs, meant to keep at least 5 nats of KL.
+
+Figures: per-sentence NLL in nats, per-token perplexity with one ``<eos>`` per sentence
+counted (82,430 test tokens) and over words only (78,669 tokens), median seconds per
+epoch. Writes ``benchmarks/results/ptb_lm.json`` (merged per preset).
+
+Usage::
+
+    python benchmarks/ptb_lm.py --data-dir ../shared/data --preset zaremba-small [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+PRESETS: dict[str, list[str]] = {
+    "zaremba-small": ["rnnlm", "--mode", "continuous", "--cell", "lstm", "--layers", "2", "--embedding-dim", "200",
+                      "--hidden-dim", "200", "--dropout", "0", "--batch-size", "20", "--bptt", "20", "--optimizer", "sgd",
+                      "--lr", "1.0", "--lr-schedule", "step", "--lr-decay", "0.5", "--lr-decay-start", "5",
+                      "--grad-clip", "5", "--epochs", "13", "--patience", "0", "--init-range", "0.1"],
+    "sentence-lstm": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "256",
+                      "--hidden-dim", "256", "--tie-weights", "--dropout", "0.3", "--batch-size", "32",
+                      "--optimizer", "adam", "--lr", "0.002", "--grad-clip", "5", "--epochs", "15", "--patience", "2"],
+    "vae": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "353", "--hidden-dim", "191", "--latent-dim", "13",
+            "--word-dropout", "0.25", "--kl-schedule", "sigmoid", "--kl-anneal-steps", "5000", "--kl-sigmoid-rate",
+            "0.0025", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.001", "--grad-clip", "5", "--epochs", "20",
+            "--patience", "3"],
+    "vae-kl5": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "353", "--hidden-dim", "191", "--latent-dim", "13",
+                "--word-dropout", "0.25", "--free-bits", "0.5", "--kl-schedule", "linear", "--kl-anneal-steps", "2600",
+                "--batch-size", "32", "--optimizer", "adam", "--lr", "0.001", "--grad-clip", "5", "--epochs", "20",
+                "--patience", "3"],
+}
+PUBLISHED = {
+    "zaremba-small": {"test_perplexity": 114.5, "source": "Zaremba et al. 2014, Table 1 (non-regularized LSTM)"},
+    "sentence-lstm": {"test_nll_per_sentence": 100.0, "test_perplexity": 116.0, "source": "Bowman et al. 2016, Table 2"},
+    "vae": {"test_nll_per_sentence": 101.0, "test_kl": 2.0, "test_perplexity": 119.0, "source": "Bowman et al. 2016, Table 2"},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / "runs"), help="parent of the run directories")
+    ap.add_argument("--max-minutes", type=float, default=None, help="training budget (wall clock)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--iw-samples", type=int, default=100, help="VAE: importance samples per sentence")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train options, appended")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from latentnlp.cli import main as cli
+
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.runs) / f"ptb_{args.preset}"
+    train_argv = ["train", *PRESETS[args.preset], "--out", str(run_dir), "--no-progress", *args.extra]
+    if args.data_dir:
+        train_argv += ["--data-dir", args.data_dir]
+    if args.max_minutes:
+        train_argv += ["--max-minutes", str(args.max_minutes)]
+    print("latentnlp " + " ".join(train_argv), flush=True)
+    t0 = time.perf_counter()
+    if cli(train_argv) != 0:
+        return 1
+    train_seconds = time.perf_counter() - t0
+    eval_argv = ["evaluate", str(run_dir), "--split", "test", "--iw-samples", str(args.iw_samples)]
+    if args.data_dir:
+        eval_argv += ["--data-dir", args.data_dir]
+    print("latentnlp " + " ".join(eval_argv), flush=True)
+    t0 = time.perf_counter()
+    if cli(eval_argv) != 0:
+        return 1
+    eval_seconds = time.perf_counter() - t0
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    config = json.loads((run_dir / "config.json").read_text())
+    result = {
+        "preset": args.preset,
+        "train_command": "latentnlp " + " ".join(train_argv),
+        "evaluate_command": "latentnlp " + " ".join(eval_argv),
+        "test": evaluation.get("ptb.test.txt"),
+        "published": PUBLISHED.get(args.preset.split("-kl")[0]),
+        "epochs_completed": len(history),
+        "best_epoch": history[-1].get("best_epoch") if history else None,
+        "median_seconds_per_epoch": statistics.median(r["epoch_seconds"] for r in history) if history else None,
+        "valid_curve": [{k: r[k] for k in r if k.startswith("valid_") or k in ("epoch", "train_loss", "learning_rate")}
+                        for r in history],
+        "model_config": config["model_config"],
+        "train_config": config["train_config"],
+        "train_seconds_this_call": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+                    "python": platform.python_version(), "load_average_1min": os.getloadavg()[0]},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "ptb_lm.json"
+    merged = json.loads(out.read_text()) if out.is_file() else {}
+    merged[args.preset] = result
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("preset", "test", "median_seconds_per_epoch", "epochs_completed")}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

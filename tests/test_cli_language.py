@@ -1,0 +1,120 @@
+"""``latentnlp train rnnlm|sentence-vae`` / ``evaluate`` / ``sample`` / ``reconstruct`` / ``interpolate`` on a slice of PTB."""
+
+import json
+
+import pytest
+
+from latentnlp.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--epochs", "2", "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def ptb_slice(tmp_path_factory, shared_data_dir):
+    """The first 300 training, 60 validation and 60 test sentences of PTB as the user's own files."""
+    d = tmp_path_factory.mktemp("ptb_slice")
+    files = {}
+    for split, n in (("train", 300), ("valid", 60), ("test", 60)):
+        lines = (shared_data_dir / "ptb" / f"ptb.{split}.txt").read_text().splitlines()[:n]
+        files[split] = d / f"{split}.txt"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
+def _files(ptb_slice):
+    return ["--train", str(ptb_slice["train"]), "--valid", str(ptb_slice["valid"]), "--test", str(ptb_slice["test"])]
+
+
+@pytest.mark.parametrize("mode,cell", [("sentence", "lstm"), ("continuous", "gru"), ("sentence", "rnn")])
+def test_rnnlm_train_evaluate_sample(tmp_path, ptb_slice, mode, cell, capsys):
+    run = tmp_path / "lm"
+    extra = ["--bptt", "10", "--optimizer", "sgd", "--lr", "1.0"] if mode == "continuous" else []
+    assert main(["train", "rnnlm", *_files(ptb_slice), "--mode", mode, "--cell", cell, *TINY, *extra, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    figures = result["sentence_level"]
+    assert figures["n_sentences"] == 60
+    n_words = sum(len(line.split()) for line in ptb_slice["test"].read_text().splitlines())
+    assert figures["n_tokens"] == n_words + 60
+    # the vocabulary has a few hundred words, so a model that learned anything beats uniform
+    vocab_size = len((run / "vocab.txt").read_text().splitlines())
+    assert 1 < figures["perplexity"] < vocab_size
+    assert figures["perplexity_words"] > figures["perplexity"]
+    if mode == "continuous":
+        assert result["continuous"]["n_tokens"] == n_words + 60
+    assert json.loads((run / "evaluation.json").read_text())["test.txt"]["model"] == "rnnlm"
+    assert main(["sample", str(run), "--n", "3", "--max-length", "12"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line.split()) <= 12 for line in lines)
+
+
+def test_rnnlm_resume_continues(tmp_path, ptb_slice):
+    run = tmp_path / "lm"
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--out", str(run)]) == 0
+    longer = [a if a != "2" else "3" for a in TINY]  # --epochs 3
+    assert main(["train", "rnnlm", *_files(ptb_slice), *longer, "--out", str(run)]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+def test_errors(tmp_path, ptb_slice, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["train", "rnnlm", "--train", str(empty), "--valid", str(ptb_slice["valid"]), *TINY,
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "empty.txt" in capsys.readouterr().err
+    assert main(["train", "rnnlm", "--train", str(ptb_slice["train"]), *TINY, "--out", str(tmp_path / "y")]) == 2
+    assert "--valid" in capsys.readouterr().err
+    run = tmp_path / "lm"
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", str(run), "the company said"]) == 2
+    assert "sentence-vae" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def vae_run(ptb_slice, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "vae"
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--latent-dim", "4", "--word-dropout", "0.3",
+                 "--kl-schedule", "linear", "--kl-anneal-steps", "20", "--out", str(run)]) == 0
+    return run
+
+
+def test_vae_evaluate(vae_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(vae_run), "--iw-samples", "5"]) == 0
+    figures = json.loads(capsys.readouterr().out)["vae"]
+    assert figures["n_sentences"] == 60
+    assert figures["iw_nll_per_sentence"] <= figures["bound_nll_per_sentence"] + 1e-6
+    assert figures["kl_per_sentence"] >= 0
+    assert 0 <= figures["active_units"] <= 4
+    history = [json.loads(line) for line in (vae_run / "metrics.jsonl").read_text().splitlines()]
+    assert {"valid_nll_per_sentence", "valid_kl_per_sentence", "train_kl_weight"} <= set(history[-1])
+
+
+@pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
+def test_vae_generation(vae_run, method, capsys):
+    capsys.readouterr()
+    assert main(["sample", str(vae_run), "--n", "4", "--method", method, "--max-length", "10"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert main(["reconstruct", str(vae_run), "the company said it expects zyzzyva", "--samples", "2",
+                 "--method", method]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "input:     the company said it expects <unk>"
+    assert [line.split(":")[0] for line in lines] == ["input", "mean", "sample 1", "sample 2"]
+    assert "'zyzzyva'" in captured.err
+    assert main(["interpolate", str(vae_run), "the company said", "prices fell sharply", "--steps", "4",
+                 "--method", method]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["0.00", "0.33", "0.67", "1.00"]
+
+
+def test_vae_input_errors(vae_run, capsys):
+    assert main(["reconstruct", str(vae_run), "   "]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["interpolate", str(vae_run), "a b", "c d", "--steps", "1"]) == 2
+    assert "steps" in capsys.readouterr().err
