@@ -76,7 +76,10 @@ class MADEConfig:
         n_masks: mask sets trained (1: a single fixed mask; paper: 32 for the ensemble).
         order_agnostic: each mask set has its own random ordering (else the natural ordering).
         eval_masks: ``K`` mask sets averaged at test time (default: all ``n_masks``).
-        direct_connection: add a masked direct input-to-output layer (paper, Sec. 4.3).
+        direct_connection: add a masked direct input-to-output linear term ``(W_direct * M) x`` to
+            the output logits, ``M[d, d'] = 1[m^0(d) > m^0(d')]`` (strictly lower-triangular in the
+            ordering; no bias). The official MADE code's ``direct_input_connect``; it matters a lot
+            for one hidden layer. Default off, so models saved before it existed still load.
         mask_seed: seeds orderings and connectivity numbers.
     """
 
@@ -157,10 +160,20 @@ class MADE(AutoregressiveFitMixin, nn.Module):
             h = F.relu(F.linear(h, layer.weight * mask, layer.bias))
         out = F.linear(h, self.output.weight * masks[-1], self.output.bias)
         if self.direct is not None:
-            m0 = self.connectivity(k)[0]
-            direct_mask = (m0[:, None] > m0[None, :]).float()
-            out = out + F.linear(x, self.direct.weight * direct_mask)
+            out = out + F.linear(x, self.direct.weight * self.direct_mask(k))
         return out
+
+    def direct_mask(self, k: int) -> torch.Tensor:
+        """``(D, D)`` mask of the direct input-to-output weights of set ``k``: ``1[m^0(d) > m^0(d')]``.
+
+        Strictly lower-triangular once rows and columns are put in set ``k``'s ordering, so
+        output ``d`` sees, through this path too, only the inputs before ``d``.
+        """
+        key = -1 - k  # negative keys: direct masks, beside the layer masks of set k
+        if key not in self._mask_cache:
+            m0 = self.connectivity(k)[0]
+            self._mask_cache[key] = (m0[:, None] > m0[None, :]).float()
+        return self._mask_cache[key]
 
     def log_prob(self, x: torch.Tensor, k: int = 0) -> torch.Tensor:
         """Exact ``log p_k(x)`` under mask set ``k``: ``(B,)`` nats.
