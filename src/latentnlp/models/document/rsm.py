@@ -1,0 +1,1099 @@
+"""The Replicated Softmax model (Salakhutdinov & Hinton 2009), an undirected topic model, trained by CD-k or PCD.
+
+Model. A document of ``D`` words over a vocabulary of ``V`` words has the count vector
+``v`` ``(V,)``, ``D = sum_k v_k``; the ``H`` hidden units are ``h in {0,1}^H`` (paper: 50).
+The energy is (paper Sec. 2; the hidden bias is scaled by the document length)
+
+    E(v, h) = -b . v - D a . h - v W h
+
+with ``W`` ``(V, H)``, visible bias ``b`` ``(V,)``, hidden bias ``a`` ``(H,)``. The
+conditionals are
+
+    p(h_j = 1 | v) = sigmoid(D a_j + (v W)_j)
+    p(v | h)       = Multinomial(D, softmax(b + W h))     (D independent word draws)
+
+and summing out ``h`` gives the free energy ``F(v) = -b . v - sum_j softplus(D a_j + (v W)_j)``.
+
+Which distribution ``log p(v)`` is. The paper defines the model on a document's ``D``
+softmax units, one per word position, with shared weights: its visible configuration is
+the *ordered* word sequence ``w_1..w_D``. The energy depends on the sequence only through
+its counts, so every ordering of ``v`` has the same probability
+
+    p(w_1..w_D) = exp(-F(v)) / Z_D,     Z_D = sum over the V^D sequences = sum_v C(v) exp(-F(v)),
+
+with ``C(v) = D! / prod_k v_k!`` the multinomial coefficient (the number of orderings).
+The count vector itself has probability ``C(v) exp(-F(v)) / Z_D``; that is the joint
+``p(v, h) prop. C(v) exp(-E(v, h))`` whose conditional ``p(v | h)`` is the multinomial
+above, so the Gibbs sampler here samples exactly this model. :meth:`ReplicatedSoftmax.log_prob`
+returns the *sequence* log-probability ``-F(v) - log Z_D`` (``counts=True`` adds ``log C(v)``
+for the count-vector probability, a distribution that sums to 1 over the count vectors of
+length ``D``). The paper's perplexity ``exp(-(1/N) sum_n log p(v_n) / D_n)`` is over word
+sequences (as LDA's), and :class:`~latentnlp.models.document.nvdm.NVDM` leaves the
+multinomial coefficient out of ``log p(d|z)``, i.e. also scores the sequence: the
+perplexities reported here use the sequence log-probability and are comparable with both.
+(Using the count-vector probability instead would lower each document's perplexity by the
+factor ``exp(log C(v) / D)``, a figure of no model.) All log-probabilities are nats per document.
+
+Partition function. ``Z_D`` depends on the document length (the model is a family of RBMs,
+one per ``D``, sharing weights). It has the closed form
+
+    Z_D = sum_h exp(D a . h) (sum_k exp(b_k + (W h)_k))^D,
+
+a sum over ``2^H`` hidden states (:meth:`ReplicatedSoftmax.exact_log_partition`, tiny ``H``
+only), and is otherwise estimated by annealed importance sampling (Neal 2001) *separately
+for each distinct document length* (the paper likewise runs AIS per document length; no
+bucketing of lengths here, so no approximation beyond AIS's own). :class:`RSMAnnealingPath`
+anneals from the base model ``p_A(v) = Multinomial(D, softmax(b_A))`` with ``b_A`` the log
+smoothed unigram distribution of the training data (the analogue of Salakhutdinov & Murray's
+base-rate model) and free hidden units, so ``Z_0 = 2^H (sum_k exp(b_A,k))^D``, along the
+geometric path with the hidden units summed out,
+
+    log f_beta(v) = ((1 - beta) b_A + beta b) . v + sum_j softplus(beta (D a_j + (v W)_j)),
+
+with one block-Gibbs sweep at each ``beta`` as the transition:
+``h_j ~ Bern(sigmoid(beta (D a_j + (v W)_j)))``, ``v ~ Multinomial(D, softmax((1 - beta) b_A + beta (b + W h)))``.
+:func:`rsm_ais` runs the chains of many lengths in one batch; each length gets its own
+:class:`~latentnlp.inference.ais.AISResult` with the 3-sigma interval of
+:func:`~latentnlp.inference.ais.log_mean_exp_interval` (Salakhutdinov's ``RBM_AIS.m``
+convention). ``log Z_hat`` is a stochastic lower bound on ``log Z_D`` in expectation, so an
+AIS perplexity tends to be optimistic when the chains have not mixed. The energy grows with
+``D``, so long documents need many more temperatures and chains than short ones: with a few
+chains and a few hundred temperatures, ``log Z_hat`` of a trained 50-unit model can fall tens
+of nats short for documents of hundreds of words. An effective sample size near 1 and a lower
+3-sigma end at ``-inf`` are the warning signs; quick estimates (``validation_metrics``'s
+``ais_chains``) are for monitoring, not for tables.
+
+Learning. The gradient of the NLL of a document is ``grad F(x) - E_{p_D}[grad F(v)]``.
+CD-k (Hinton 2002) replaces the model expectation by ``k`` block-Gibbs sweeps started at the
+data, each visible step drawing the document's *own* ``D`` words; the paper starts with CD-1
+and increases the number of sweeps as learning progresses (``RSMConfig.cd_k`` is fixed per
+run: resume a run's weights with a larger ``cd_k`` to follow that schedule). PCD (Tieleman
+2008) keeps ``n_chains`` chains alive across updates; each starts at a random training
+document and keeps its length, so the chains' lengths are a sample of the training lengths
+and ``mean_c grad F(v_c)`` estimates the negative phase averaged over the data's lengths
+(the full-data gradient's), not each batch's own lengths. :meth:`ReplicatedSoftmax.forward`
+returns the surrogate ``F(x) - mean_c F(v_c)`` (negatives detached) whose gradient is that
+estimate; its ``"loss"`` is only a cheap, reported *proxy*: the mean-field reconstruction
+cross-entropy ``-sum_k x_k log softmax(b + W p(h|x))_k`` (nats per document; not a likelihood).
+Validation reports the pseudo-NLL over word positions (:meth:`ReplicatedSoftmax.pseudo_nll`)
+and, on request, a quick AIS perplexity.
+
+Randomness and resuming. Every uniform number training uses comes from
+:meth:`ReplicatedSoftmax.sample_noise` (the Trainer's seeded generator); multinomial draws
+are made from those uniforms by inverse-CDF sampling (:func:`multinomial_counts`), so each
+chain needs as many uniforms as the longest training document (``max_length``, a buffer set
+by :meth:`ReplicatedSoftmax.init_from_data`). The persistent chains and ``max_length`` are
+buffers saved in every checkpoint, so an interrupted run resumes to exactly the weights of an
+uninterrupted one. CD-k runs under ``torchrun`` (each process gets its shard's noise); PCD
+refuses, as :class:`~latentnlp.models.density.rbm.BernoulliRBM` does.
+
+Sources: R. Salakhutdinov and G. Hinton, "Replicated Softmax: an Undirected Topic Model",
+NIPS 2009; G. Hinton, "Training Products of Experts by Minimizing Contrastive Divergence",
+Neural Computation 2002; T. Tieleman, "Training Restricted Boltzmann Machines using
+Approximations to the Likelihood Gradient", ICML 2008; R. M. Neal, "Annealed Importance
+Sampling", Statistics and Computing 2001; R. Salakhutdinov and I. Murray, "On the Quantitative
+Analysis of Deep Belief Networks", ICML 2008; J. Besag, "Statistical Analysis of Non-Lattice
+Data", The Statistician 1975 (pseudo-likelihood).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...evaluation.perplexity import PerplexityReport, corpus_perplexity, per_document_perplexity
+from ...inference.ais import (
+    AISResult,
+    AnnealingPath,
+    _check_betas,
+    betas_schedule,
+    log_mean_exp_interval,
+)
+from ...training.distributed import DistributedContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...data.bow import BowCorpus
+    from ...training.trainer import TrainConfig, TrainResult
+
+__all__ = [
+    "RSMConfig",
+    "ReplicatedSoftmax",
+    "RSMAnnealingPath",
+    "RSMPerplexityReport",
+    "log_multinomial_coefficient",
+    "multinomial_counts",
+    "rsm_ais",
+]
+
+_VISIBLE_BIAS_INIT = ("unigram", "zero")
+
+
+@dataclass
+class RSMConfig:
+    """Architecture and learning rule of a Replicated Softmax model.
+
+    Attributes:
+        vocab_size: V, words in the vocabulary (2,000 for 20 Newsgroups).
+        hidden_dim: H, binary hidden ("topic") units (paper: 50).
+        cd_k: Gibbs sweeps per parameter update (paper: CD-1 at first, more sweeps later).
+        persistent: ``True``: PCD (Tieleman 2008), chains persist across updates;
+            ``False``: CD-k (Hinton 2002, the paper's rule), chains restart at each batch's data.
+        n_chains: persistent chains (PCD only).
+        init_scale: standard deviation of the initial weights.
+        visible_bias_init: ``"unigram"`` starts ``b`` at the log smoothed unigram distribution
+            of the training data (``p(v | h = 0)`` is then the unigram model); ``"zero"``.
+        weight_decay: L2 penalty ``weight_decay/2 * ||W||^2`` added to the surrogate (0 disables).
+    """
+
+    vocab_size: int
+    hidden_dim: int = 50
+    cd_k: int = 1
+    persistent: bool = False
+    n_chains: int = 100
+    init_scale: float = 0.01
+    visible_bias_init: str = "unigram"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_dim", "cd_k", "n_chains"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"RSMConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.persistent, bool):
+            raise TypeError(f"RSMConfig.persistent must be True or False, got {self.persistent!r}")
+        if not (isinstance(self.init_scale, (int, float)) and self.init_scale > 0 and math.isfinite(self.init_scale)):
+            raise ValueError(f"RSMConfig.init_scale must be a positive number, got {self.init_scale!r}")
+        if self.visible_bias_init not in _VISIBLE_BIAS_INIT:
+            raise ValueError(f"RSMConfig.visible_bias_init must be one of {_VISIBLE_BIAS_INIT}, got {self.visible_bias_init!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"RSMConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def log_multinomial_coefficient(v: torch.Tensor) -> torch.Tensor:
+    """``log C(v) = log D! - sum_k log v_k!``, the number of word orders of each count vector: ``(..., V) -> (...)`` nats."""
+    v = v.double()
+    return torch.lgamma(v.sum(-1) + 1.0) - torch.lgamma(v + 1.0).sum(-1)
+
+
+def multinomial_counts(
+    logits: torch.Tensor,
+    lengths: torch.Tensor,
+    uniforms: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Counts ``v_r ~ Multinomial(lengths[r], softmax(logits[r]))`` for every row, by inverse-CDF sampling.
+
+    Each of the ``lengths[r]`` word draws of row ``r`` takes the first word whose cumulative
+    probability exceeds its uniform (one sorted search over all rows at once, in float64).
+
+    Args:
+        logits: ``(R, V)`` unnormalised log-probabilities.
+        lengths: ``(R,)`` non-negative integers, words per row.
+        uniforms: ``(R, L)`` with ``L >= max(lengths)``: ``uniforms[r, i]`` for ``i < lengths[r]``
+            are row ``r``'s draws (the rest is unused). ``None``: exactly ``sum(lengths)``
+            uniforms are drawn from ``generator``.
+        generator: random source when ``uniforms`` is ``None``.
+
+    Returns:
+        ``(R, V)`` counts in ``logits.dtype``; row ``r`` sums to ``lengths[r]``.
+
+    Raises:
+        ValueError: on shape mismatch, negative lengths or too few uniforms per row.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (R, V), got {tuple(logits.shape)}")
+    r, v = logits.shape
+    lengths = torch.as_tensor(lengths, device=logits.device).long().flatten()
+    if lengths.shape != (r,):
+        raise ValueError(f"lengths must have shape ({r},) for logits of shape {tuple(logits.shape)}, got {tuple(lengths.shape)}")
+    if r and int(lengths.min()) < 0:
+        raise ValueError("lengths must be >= 0")
+    rows = torch.arange(r, device=logits.device)
+    token_rows = rows.repeat_interleave(lengths)  # (T,)
+    if uniforms is None:
+        u = torch.rand(token_rows.shape[0], generator=generator, device=logits.device, dtype=torch.float64)
+    else:
+        longest = int(lengths.max()) if r else 0
+        if uniforms.dim() != 2 or uniforms.shape[0] != r or uniforms.shape[1] < longest:
+            raise ValueError(
+                f"uniforms must have shape ({r}, L) with L >= the longest row's {longest} words, got {tuple(uniforms.shape)}"
+            )
+        mask = torch.arange(uniforms.shape[1], device=logits.device) < lengths.unsqueeze(1)
+        u = uniforms[mask].double()  # row-major: the same order as token_rows
+    probs = torch.softmax(logits, dim=-1).double()
+    cdf = probs.cumsum(-1)
+    cdf[:, -1] = 1.0
+    # Row r's cumulative probabilities shifted into [r, r + 1]: one increasing sequence for all rows.
+    flat = (cdf + rows.unsqueeze(1).double()).flatten()
+    idx = torch.searchsorted(flat, u + token_rows.double(), right=True)
+    counts = torch.bincount(idx, minlength=r * v)[: r * v]
+    return counts.view(r, v).to(logits.dtype)
+
+
+# --------------------------------------------------------------------------- AIS
+
+
+class RSMAnnealingPath(AnnealingPath):
+    """Geometric path from the multinomial base model to a Replicated Softmax at fixed lengths.
+
+    Args:
+        weight: ``(V, H)`` ``W``.
+        visible_bias: ``(V,)`` ``b``.
+        hidden_bias: ``(H,)`` ``a`` (scaled by the document length in the energy).
+        base_bias: ``(V,)`` ``b_A`` of the base ``p_A(v) = Multinomial(D, softmax(b_A))``; zeros give
+            the uniform base.
+        lengths: ``(L,)`` document lengths ``D >= 1``.
+
+    The state is ``(L * M, V)`` counts, rows ``l*M .. (l+1)*M - 1`` of length ``lengths[l]``
+    (lengths are conserved by the transition). With one length the path works with the
+    generic :func:`~latentnlp.inference.ais.annealed_importance_sampling`; :func:`rsm_ais`
+    runs many lengths in one batch. ``log f_beta`` and ``Z_0`` are over word *sequences*
+    (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        visible_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        base_bias: torch.Tensor,
+        lengths: Sequence[int] | torch.Tensor,
+    ) -> None:
+        self.W = weight.detach()
+        self.b = visible_bias.detach()
+        self.a = hidden_bias.detach()
+        self.b_base = base_bias.detach().to(self.W)
+        v, h = self.W.shape
+        for name, t, n in (("visible_bias", self.b, v), ("hidden_bias", self.a, h), ("base_bias", self.b_base, v)):
+            if t.shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},) for a weight of shape {(v, h)}, got {tuple(t.shape)}")
+        lengths = torch.as_tensor(lengths).flatten()
+        if lengths.numel() == 0 or lengths.is_floating_point() and not bool((lengths == lengths.round()).all()):
+            raise ValueError(f"lengths must be a non-empty sequence of integers, got {lengths.tolist()}")
+        self.lengths = lengths.long().to(self.W.device)
+        if int(self.lengths.min()) < 1:
+            raise ValueError(f"document lengths must be >= 1, got {self.lengths.tolist()}")
+
+    def log_base_partitions(self) -> torch.Tensor:
+        """``log Z_0(D) = H log 2 + D log sum_k exp(b_A,k)`` for each length: ``(L,)`` float64."""
+        return self.W.shape[1] * math.log(2.0) + self.lengths.double() * torch.logsumexp(self.b_base.double(), 0)
+
+    def log_base_partition(self) -> float:
+        if self.lengths.numel() != 1:
+            raise ValueError(f"this path holds {self.lengths.numel()} lengths: use log_base_partitions() (or rsm_ais)")
+        return float(self.log_base_partitions()[0])
+
+    def sample_base(self, n_chains: int, generator: torch.Generator | None) -> torch.Tensor:
+        row_lengths = self.lengths.repeat_interleave(n_chains)
+        return multinomial_counts(self.b_base.expand(row_lengths.shape[0], -1), row_lengths, generator=generator)
+
+    def _pre(self, v: torch.Tensor) -> torch.Tensor:
+        return v @ self.W + v.sum(-1, keepdim=True) * self.a  # (M, H)
+
+    def log_unnormalized(self, state: torch.Tensor, beta: float) -> torch.Tensor:
+        pre = self._pre(state).double()
+        vis = state.double() @ ((1.0 - beta) * self.b_base + beta * self.b).double()
+        return vis + F.softplus(beta * pre).sum(-1)
+
+    def _move(self, v: torch.Tensor, pre: torch.Tensor, beta: float, generator: torch.Generator | None) -> torch.Tensor:
+        ph = torch.sigmoid(beta * pre)
+        h = (torch.rand(ph.shape, generator=generator, device=ph.device, dtype=ph.dtype) < ph).to(v.dtype)
+        logits = (1.0 - beta) * self.b_base + beta * (h @ self.W.T + self.b)
+        return multinomial_counts(logits, v.sum(-1).round().long(), generator=generator)
+
+    def transition(self, state: torch.Tensor, beta: float, generator: torch.Generator | None) -> torch.Tensor:
+        return self._move(state, self._pre(state), beta, generator)
+
+    def step(self, state, beta_prev, beta, generator, move=True):
+        # One matrix product serves the weight update and the hidden draw; the increment is
+        # formed term by term in float64 (see RBMBaseRatePath.step).
+        pre = self._pre(state)
+        pre64 = pre.double()
+        dv = state.double() @ (self.b - self.b_base).double()
+        increment = (beta - beta_prev) * dv + (F.softplus(beta * pre64) - F.softplus(beta_prev * pre64)).sum(-1)
+        if move:
+            state = self._move(state, pre, beta, generator)
+        return increment, state
+
+
+@torch.no_grad()
+def rsm_ais(
+    rsm: "ReplicatedSoftmax",
+    lengths: Sequence[int] | torch.Tensor,
+    n_chains: int = 100,
+    betas: torch.Tensor | int | None = None,
+    base_bias: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    max_rows: int = 4096,
+) -> dict[int, AISResult]:
+    """AIS estimates of ``log Z_D`` for every distinct length in ``lengths``, batched.
+
+    The lengths are processed in groups of ``max(1, max_rows // n_chains)``; within a group
+    all chains of all its lengths move together (one :class:`RSMAnnealingPath`).
+
+    Args:
+        rsm: anything with ``weight`` ``(V, H)``, ``visible_bias`` ``(V,)``, ``hidden_bias`` ``(H,)``.
+        lengths: document lengths (>= 1; repeats are merged).
+        n_chains: M AIS runs per length.
+        betas: a ``(K + 1,)`` schedule, an int K (Salakhutdinov & Murray's band proportions,
+            :func:`~latentnlp.inference.ais.betas_schedule`), or ``None`` for their 14,500.
+        base_bias: ``b_A``; default ``rsm.base_rate_bias`` if it has one, else zeros (uniform base).
+        generator: random source.
+        max_rows: chains moved at once (memory ``max_rows * V`` floats a few times over).
+
+    Returns:
+        ``{D: AISResult}`` in increasing ``D``; ``seconds`` is the group's wall time divided
+        equally among its lengths, ``extra`` holds ``{"length": D}``.
+
+    Raises:
+        ValueError: bad lengths, ``n_chains < 1`` or bad ``betas``.
+    """
+    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
+        raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
+    W, b, a = rsm.weight, rsm.visible_bias, rsm.hidden_bias
+    if base_bias is None:
+        base_bias = getattr(rsm, "base_rate_bias", None)
+        if base_bias is None:
+            base_bias = torch.zeros_like(b)
+    if betas is None or isinstance(betas, int):
+        betas = betas_schedule(betas)
+    bl = _check_betas(betas).tolist()
+    distinct = torch.unique(torch.as_tensor(lengths).flatten())
+    RSMAnnealingPath(W, b, a, base_bias, distinct)  # validates the lengths once
+    group = max(1, max_rows // n_chains)
+    out: dict[int, AISResult] = {}
+    for start in range(0, distinct.numel(), group):
+        chunk = distinct[start : start + group]
+        t0 = time.perf_counter()
+        path = RSMAnnealingPath(W, b, a, base_bias, chunk)
+        state = path.sample_base(n_chains, generator)
+        log_w = torch.zeros(state.shape[0], dtype=torch.float64)
+        for k in range(1, len(bl)):
+            increment, state = path.step(state, bl[k - 1], bl[k], generator, move=k < len(bl) - 1)
+            log_w += increment.double().cpu()
+        log_z0 = path.log_base_partitions().cpu()
+        seconds = (time.perf_counter() - t0) / chunk.numel()
+        for i, d in enumerate(chunk.tolist()):
+            lw = log_w[i * n_chains : (i + 1) * n_chains]
+            log_z, lower, upper = log_mean_exp_interval(lw, float(log_z0[i]))
+            out[int(d)] = AISResult(
+                log_z=log_z, log_z_lower=lower, log_z_upper=upper, log_z_base=float(log_z0[i]), log_weights=lw.clone(),
+                n_chains=n_chains, n_temperatures=len(bl) - 1, seconds=seconds, extra={"length": int(d)},
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class RSMPerplexityReport(PerplexityReport):
+    """Perplexities of a Replicated Softmax from AIS estimates of ``log Z_D`` (one per document length).
+
+    The RSM has no variational bound: ``bound_per_document``, ``bound_corpus``,
+    ``elbo_nats_per_doc`` and ``kl_nats_per_doc`` are NaN and ``elbo_samples`` is 0.
+    ``estimate_per_document`` / ``estimate_corpus`` use ``log p(d) = -F(v) - log Z_hat_D``
+    (word-sequence probability, nats; see the module docstring) and ``iw_samples`` is the
+    number of AIS chains per length (AIS is importance sampling on an extended space).
+
+    Attributes (besides :class:`PerplexityReport`'s):
+        log_p_nats_per_doc: mean AIS estimate of ``log p(d)`` (word sequence), nats per document.
+        log_multinomial_coefficient_nats_per_doc: mean ``log C(v)``; add it to
+            ``log_p_nats_per_doc`` for the mean log-probability of the count vectors.
+        estimate_per_document_3sd / estimate_corpus_3sd: the perplexities with every length's
+            ``log Z`` at the lower / upper end of its AIS 3-sigma interval (``None`` where the
+            lower end is ``-inf``). They describe the Monte-Carlo spread of the AIS weights only,
+            not a bias from chains that have not mixed.
+        n_lengths: distinct document lengths, i.e. AIS runs.
+        ais_chains / ais_temperatures: M and K of each run.
+        ais_min_effective_sample_size: the smallest effective sample size over the runs.
+        ais_seconds: wall time of the AIS runs (0 when a finished estimate was reused).
+        ais_base: the base distribution's description.
+    """
+
+    log_p_nats_per_doc: float = math.nan
+    log_multinomial_coefficient_nats_per_doc: float = math.nan
+    estimate_per_document_3sd: tuple[float | None, float | None] = (None, None)
+    estimate_corpus_3sd: tuple[float | None, float | None] = (None, None)
+    n_lengths: int = 0
+    ais_chains: int = 0
+    ais_temperatures: int = 0
+    ais_min_effective_sample_size: float = math.nan
+    ais_seconds: float = 0.0
+    ais_base: str = ""
+
+    def format(self) -> str:
+        def interval(pair: tuple[float | None, float | None]) -> str:
+            return "[" + ", ".join("?" if p is None else f"{p:.1f}" for p in pair) + "]"
+
+        return "\n".join(
+            [
+                f"documents: {self.n_docs}   tokens: {self.n_tokens}   distinct lengths: {self.n_lengths}",
+                f"{'':28s}{'per-document':>14s}{'corpus':>12s}",
+                f"{'perplexity, AIS estimate':28s}{self.estimate_per_document:14.1f}{self.estimate_corpus:12.1f}"
+                f"   (log Z_D by AIS per length: {self.ais_chains} chains, {self.ais_temperatures} temperatures)",
+                f"{'  log Z at -/+ 3 sd':28s}{interval(self.estimate_per_document_3sd):>14s}{interval(self.estimate_corpus_3sd):>12s}",
+                f"log p(word sequence) {self.log_p_nats_per_doc:.2f} nats/doc; log multinomial coefficient "
+                f"{self.log_multinomial_coefficient_nats_per_doc:.2f} nats/doc; min AIS ESS {self.ais_min_effective_sample_size:.1f}",
+            ]
+        )
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class ReplicatedSoftmax(nn.Module):
+    """The Replicated Softmax model: a family of RBMs, one per document length, sharing weights.
+
+    Args:
+        config: an :class:`RSMConfig` (or the same fields as keywords). Initial weights are
+            drawn from torch's global generator (seed it, or use ``torch.random.fork_rng``).
+
+    Parameters and buffers: ``weight`` ``(V, H)``, ``visible_bias`` ``(V,)``, ``hidden_bias``
+    ``(H,)`` (``a``, multiplied by ``D`` in the energy); buffers ``chains`` ``(n_chains, V)``
+    counts (PCD; ``(0, V)`` for CD-k), ``base_rate_bias`` ``(V,)`` (log unigram distribution
+    AIS starts from; zeros until :meth:`init_from_data`) and ``max_length`` (0-d int64, the
+    longest training document, which sets the noise width). Shapes: ``v``/``x`` are ``(B, V)``
+    float word counts; ``h`` is ``(B, H)`` 0/1; ``D`` is ``(B,)``.
+    """
+
+    def __init__(self, config: RSMConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = RSMConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either an RSMConfig or keyword fields, not both")
+        self.config = config
+        v, h = config.vocab_size, config.hidden_dim
+        self.weight = nn.Parameter(torch.randn(v, h) * config.init_scale)
+        self.visible_bias = nn.Parameter(torch.zeros(v))
+        self.hidden_bias = nn.Parameter(torch.zeros(h))
+        self.register_buffer("chains", torch.zeros(config.n_chains if config.persistent else 0, v))
+        self.register_buffer("base_rate_bias", torch.zeros(v))
+        self.register_buffer("max_length", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def _device(self) -> torch.device:
+        return self.weight.device
+
+    def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """``x`` as a float tensor on the model's device, after checking it is ``(B, V)`` non-negative integer counts.
+
+        Raises:
+            ValueError: naming ``name`` and its shape: wrong rank or width, or a negative or fractional entry.
+        """
+        x = torch.as_tensor(x)
+        if x.dim() != 2 or x.shape[1] != self.vocab_size:
+            raise ValueError(f"{name} must have shape (B, {self.vocab_size}), got {tuple(x.shape)}")
+        x = x.to(device=self._device(), dtype=self.weight.dtype)
+        bad = (x < 0) | (x != x.round()) | ~torch.isfinite(x)
+        if bool(bad.any()):
+            row, col = (int(i) for i in torch.nonzero(bad)[0])
+            raise ValueError(
+                f"{name} of shape {tuple(x.shape)} must hold non-negative integer word counts; "
+                f"{name}[{row}, {col}] = {float(x[row, col])!r}"
+            )
+        return x
+
+    def _dense(self, corpus: "BowCorpus | torch.Tensor", name: str) -> torch.Tensor:
+        if isinstance(corpus, torch.Tensor):
+            return self.check_input(corpus, name)
+        if corpus.vocab_size != self.vocab_size:
+            raise ValueError(f"{name} corpus has V = {corpus.vocab_size}, the model has V = {self.vocab_size}")
+        return corpus.to_dense(dtype=self.weight.dtype).to(self._device())
+
+    # ------------------------------------------------------------------ model
+    def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """``D a + v W``: ``(B, V) -> (B, H)`` (``D = v.sum(-1)``)."""
+        return v @ self.weight + v.sum(-1, keepdim=True) * self.hidden_bias
+
+    def visible_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``b + W h``: ``(B, H) -> (B, V)``, the logits of each word draw given ``h``."""
+        return h @ self.weight.T + self.visible_bias
+
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """``p(h_j = 1 | v) = sigmoid(D a_j + (v W)_j)``: ``(B, H)``."""
+        return torch.sigmoid(self.hidden_logits(v))
+
+    def word_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """``softmax(b + W h)``: ``(B, V)``, each word draw's distribution given ``h``."""
+        return torch.softmax(self.visible_logits(h), dim=-1)
+
+    def visible_log_prob_given_hidden(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``log p(v | h) = log Multinomial(v; D, softmax(b + W h))`` of the count vector (with ``log C(v)``): ``(B,)`` nats."""
+        return (torch.log_softmax(self.visible_logits(h), -1) * v).sum(-1) + log_multinomial_coefficient(v).to(v.dtype)
+
+    def _free_energy(self, v: torch.Tensor, pre: torch.Tensor | None = None) -> torch.Tensor:
+        if pre is None:
+            pre = self.hidden_logits(v)
+        return -(v @ self.visible_bias) - F.softplus(pre).sum(-1)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """``F(v) = -b.v - sum_j softplus(D a_j + (v W)_j)``: ``(B,)`` nats; ``p(w_1..w_D) = exp(-F(v)) / Z_D``.
+
+        Raises:
+            ValueError: if ``v`` is not ``(B, V)`` counts.
+        """
+        return self._free_energy(self.check_input(v, "v"))
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``E(v, h) = -b.v - D a.h - v W h``: ``(B,)``."""
+        d = v.sum(-1)
+        return -(v @ self.visible_bias) - d * (h @ self.hidden_bias) - ((v @ self.weight) * h).sum(-1)
+
+    def exact_log_partition(self, lengths: Sequence[int] | torch.Tensor | int, max_hidden: int = 20, chunk_size: int = 4096) -> torch.Tensor:
+        """``log Z_D`` by enumerating the ``2^H`` hidden states (word sequences summed in closed form).
+
+        ``Z_D = sum_h exp(D (a.h + log sum_k exp(b_k + (W h)_k)))``. Float64, differentiable
+        with respect to the parameters (so ``F(x) + log Z_D`` is the exact NLL for autograd).
+
+        Args:
+            lengths: one length or a ``(L,)`` sequence of lengths ``D >= 0``.
+            max_hidden: refuse above this many hidden units.
+            chunk_size: hidden states processed at once.
+
+        Returns:
+            ``(L,)`` float64 (0-d for a single int), nats.
+
+        Raises:
+            ValueError: ``H > max_hidden`` or a negative length.
+        """
+        h_dim = self.config.hidden_dim
+        if h_dim > max_hidden:
+            raise ValueError(
+                f"exact log Z_D enumerates 2^{h_dim} hidden states; refusing above {max_hidden} hidden units: "
+                "use AIS (estimate_log_partitions) instead"
+            )
+        scalar = isinstance(lengths, int)
+        d = torch.as_tensor(lengths, dtype=torch.float64, device=self._device()).flatten()
+        if d.numel() and float(d.min()) < 0:
+            raise ValueError(f"lengths must be >= 0, got {d.tolist()}")
+        W, b, a = self.weight.double(), self.visible_bias.double(), self.hidden_bias.double()
+        parts = []
+        for start in range(0, 2**h_dim, chunk_size):
+            k = torch.arange(start, min(start + chunk_size, 2**h_dim), device=W.device)
+            h = ((k.unsqueeze(1) >> torch.arange(h_dim, device=W.device)) & 1).double()  # (C, H)
+            parts.append(h @ a + torch.logsumexp(h @ W.T + b, -1))  # (C,)
+        g = torch.cat(parts)
+        out = torch.logsumexp(d.unsqueeze(1) * g.unsqueeze(0), -1)
+        return out[0] if scalar else out
+
+    def log_prob(self, x: torch.Tensor, log_z: float | torch.Tensor, counts: bool = False) -> torch.Tensor:
+        """``log p(w_1..w_D) = -F(x) - log Z_D``, or with ``counts=True`` the count vector's ``+ log C(x)``.
+
+        Args:
+            x: ``(B, V)`` counts.
+            log_z: ``log Z_D`` of each document: a float (all of one length) or a ``(B,)`` tensor
+                (exact, :meth:`exact_log_partition`, or an AIS estimate).
+            counts: add the multinomial coefficient (probability of the bag of words rather
+                than of one ordering of it).
+
+        Returns:
+            ``(B,)`` nats.
+        """
+        x = self.check_input(x, "x")
+        out = -self._free_energy(x) - torch.as_tensor(log_z, dtype=x.dtype, device=x.device)
+        if counts:
+            out = out + log_multinomial_coefficient(x).to(out.dtype)
+        return out
+
+    def exact_log_prob(self, x: torch.Tensor, counts: bool = False) -> torch.Tensor:
+        """:meth:`log_prob` with the exact ``log Z_D`` of each document (tiny ``H`` only): ``(B,)`` float64 nats."""
+        x = self.check_input(x, "x")
+        out = -self._free_energy(x).double() - self.exact_log_partition(x.sum(-1))
+        return out + log_multinomial_coefficient(x) if counts else out
+
+    # ------------------------------------------------------------------ Gibbs
+    @property
+    def _noise_width(self) -> int:
+        return self.config.hidden_dim + int(self.max_length)
+
+    def _gibbs_from_uniforms(self, v: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """Block Gibbs sweeps ``v -> h -> v``; ``uniforms`` is ``(k, C, H + L)``: hidden draws, then word draws."""
+        hdim = self.config.hidden_dim
+        lengths = v.sum(-1).round().long()
+        for u in uniforms:
+            h = (u[:, :hdim] < self.hidden_probs(v)).to(v.dtype)
+            v = multinomial_counts(self.visible_logits(h), lengths, u[:, hdim:])
+        return v
+
+    @torch.no_grad()
+    def gibbs(self, v: torch.Tensor, n_steps: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n_steps`` block-Gibbs sweeps ``h ~ p(h|v)``, ``v ~ Multinomial(D, softmax(b + W h))``; each row keeps its ``D``.
+
+        Args:
+            v: ``(C, V)`` starting counts.
+            n_steps: sweeps (>= 0).
+            generator: random source.
+
+        Returns:
+            ``(C, V)`` counts after ``n_steps`` sweeps (``v`` itself is not modified).
+        """
+        v = self.check_input(v, "v")
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        lengths = v.sum(-1).round().long()
+        for _ in range(n_steps):
+            ph = self.hidden_probs(v)
+            h = (torch.rand(ph.shape, generator=generator, device=ph.device, dtype=ph.dtype) < ph).to(v.dtype)
+            v = multinomial_counts(self.visible_logits(h), lengths, generator=generator)
+        return v
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, length: int | torch.Tensor, generator: torch.Generator | None = None, n_steps: int = 1000
+    ) -> torch.Tensor:
+        """``n`` approximate samples of documents of ``length`` words: Gibbs chains from the base model.
+
+        Args:
+            n: chains.
+            length: one length ``D >= 1`` or ``(n,)`` lengths.
+            n_steps: Gibbs sweeps.
+
+        Returns:
+            ``(n, V)`` counts, row ``i`` summing to its length.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        lengths = torch.as_tensor(length, device=self._device()).long().flatten()
+        if lengths.numel() == 1:
+            lengths = lengths.expand(n)
+        if lengths.shape != (n,) or int(lengths.min()) < 1:
+            raise ValueError(f"length must be an int >= 1 or {n} of them, got {length!r}")
+        v = multinomial_counts(self.base_rate_bias.to(self.weight.dtype).expand(n, -1), lengths, generator=generator)
+        return self.gibbs(v, n_steps, generator)
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def init_from_data(self, x_train: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent initialisation: base-rate bias, visible bias, ``max_length`` and the PCD chains.
+
+        Sets ``base_rate_bias`` to the log add-one-smoothed unigram distribution of ``x_train``
+        (``visible_bias`` too when ``visible_bias_init == "unigram"``), ``max_length`` to its
+        longest document, and the persistent chains to randomly chosen training documents.
+
+        Args:
+            x_train: ``(N, V)`` training counts (N >= 1, not all documents empty).
+            generator: chooses the documents the chains start from.
+        """
+        x_train = self.check_input(x_train, "x_train")
+        lengths = x_train.sum(-1)
+        if x_train.shape[0] == 0 or float(lengths.max()) < 1:
+            raise ValueError("x_train must hold at least one non-empty document")
+        counts = x_train.double().sum(0) + 1.0
+        log_unigram = (counts / counts.sum()).log().to(self.base_rate_bias)
+        self.base_rate_bias.copy_(log_unigram)
+        if self.config.visible_bias_init == "unigram":
+            self.visible_bias.copy_(log_unigram)
+        self.max_length.fill_(int(lengths.max()))
+        if self.chains.shape[0]:
+            nonempty = torch.nonzero(lengths > 0).flatten().cpu()
+            pick = torch.randint(0, nonempty.numel(), (self.chains.shape[0],), generator=generator)
+            self.chains.copy_(x_train[nonempty[pick].to(x_train.device)])
+
+    def sample_noise(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniforms for one training step: ``(k, batch_size, m (H + L))``, ``L = max_length``.
+
+        ``noise[s]`` reshaped to ``(m * batch_size, H + L)`` holds sweep ``s``'s uniforms for
+        each negative chain: ``H`` for the hidden draws, then one per word (a chain of ``D`` words
+        uses the first ``D``). ``m = 1`` for CD-k (chain ``i`` starts at example ``i``) and
+        ``ceil(n_chains / batch_size)`` for PCD (the first ``n_chains`` rows are used). The batch
+        is dim 1, so the Trainer can hand each process its shard (CD-k).
+
+        Raises:
+            RuntimeError: before :meth:`init_from_data` (``max_length`` is 0).
+        """
+        if int(self.max_length) < 1:
+            raise RuntimeError("max_length is 0: call init_from_data(x_train) (fit does) before drawing training noise")
+        m = math.ceil(self.config.n_chains / batch_size) if self.config.persistent else 1
+        shape = (self.config.cd_k, batch_size, m * self._noise_width)
+        return torch.rand(shape, generator=generator, device=self._device(), dtype=self.weight.dtype)
+
+    def reconstruction(self, x: torch.Tensor, pre: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean-field reconstruction cross-entropy ``-sum_k x_k log softmax(b + W p(h|x))_k``: ``(B,)`` nats.
+
+        A cheap training monitor (the ``"loss"`` of :meth:`forward`), *not* a likelihood.
+        """
+        if pre is None:
+            pre = self.hidden_logits(x)
+        return -(torch.log_softmax(self.visible_logits(torch.sigmoid(pre)), -1) * x).sum(-1)
+
+    @torch.no_grad()
+    def pseudo_nll(
+        self,
+        x: torch.Tensor,
+        token_uniforms: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        chunk_size: int = 64,
+    ) -> torch.Tensor:
+        """Stochastic pseudo-NLL over word positions: ``-D log p(w_i | w_-i)`` for one position ``i`` per document.
+
+        The position is ``floor(u D)`` (its word is the ``(floor(u D) + 1)``-th token in
+        vocabulary order); ``p(w_i = k' | w_-i) prop. exp(-F(x - e_{w_i} + e_{k'}))`` over the
+        ``V`` words ``k'``. Its expectation over ``i`` is the negative pseudo-log-likelihood of the
+        word sequence, ``-sum_i log p(w_i | w_-i)`` (Besag 1975): a proxy for the NLL that needs no
+        ``Z_D``, not comparable with other models' NLLs. Cost ``O(B V H)``. Empty documents give 0.
+
+        Args:
+            x: ``(B, V)`` counts (not re-checked).
+            token_uniforms: ``(B,)`` uniforms choosing the position; drawn from ``generator`` if omitted.
+            chunk_size: documents per ``(chunk, V, H)`` block.
+
+        Returns:
+            ``(B,)`` nats.
+        """
+        b = x.shape[0]
+        if token_uniforms is None:
+            token_uniforms = torch.rand(b, generator=generator, device=x.device, dtype=torch.float64)
+        d = x.sum(-1)
+        pos = (token_uniforms.double() * d.double()).floor().clamp(min=0).unsqueeze(1)  # (B, 1)
+        word = torch.searchsorted(x.double().cumsum(-1), torch.minimum(pos, (d.double() - 1).clamp(min=0).unsqueeze(1)), right=True)
+        word = word.clamp(max=self.vocab_size - 1).squeeze(1)  # (B,)
+        out = []
+        for s in range(0, b, chunk_size):
+            xs, ws = x[s : s + chunk_size], word[s : s + chunk_size]
+            pre0 = self.hidden_logits(xs) - self.weight[ws]  # (C, H): the other D - 1 words
+            scores = self.visible_bias + F.softplus(pre0.unsqueeze(1) + self.weight.unsqueeze(0)).sum(-1)  # (C, V)
+            out.append(-torch.log_softmax(scores, -1).gather(1, ws.unsqueeze(1)).squeeze(1))
+        nll = torch.cat(out) if out else x.new_zeros(0)
+        return torch.where(d > 0, d * nll, torch.zeros_like(nll))
+
+    def contrastive_surrogate(
+        self,
+        x: torch.Tensor,
+        v_negative: torch.Tensor,
+        negative_weights: torch.Tensor | None = None,
+        free_energy_x: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``F(x) - sum_c w_c F(v_c)`` per document: ``(B,)``, whose gradient is the CD/PCD gradient.
+
+        The batch mean of its gradient is ``mean_n grad F(x_n) - sum_c w_c grad F(v_c)``: the
+        NLL gradient ``mean_n (grad F(x_n) + grad log Z_{D_n})`` with the model expectations
+        replaced by the negatives. With every count vector of the batch's lengths and weights
+        ``w_c = (n_D / B) p_D(v_c)`` (``n_D`` documents of length ``D``), it is exact.
+
+        Args:
+            x: ``(B, V)`` data.
+            v_negative: ``(C, V)`` negative samples (detached here).
+            negative_weights: ``(C,)`` weights summing to 1; default ``1/C`` each.
+            free_energy_x: ``F(x)`` (with its graph) if already computed.
+        """
+        v_negative = v_negative.detach()
+        f_neg = self._free_energy(v_negative)
+        if negative_weights is None:
+            neg = f_neg.mean()
+        else:
+            neg = (negative_weights.detach().to(f_neg) * f_neg).sum()
+        out = (self._free_energy(x) if free_energy_x is None else free_energy_x) - neg
+        if self.config.weight_decay:
+            out = out + 0.5 * self.config.weight_decay * self.weight.pow(2).sum()
+        return out
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One CD-k / PCD step's terms for the Trainer.
+
+        Args:
+            x: ``(B, V)`` counts.
+            noise: from :meth:`sample_noise`; drawn from torch's global generator, wide enough
+                for this batch and the chains, if omitted.
+
+        Returns:
+            ``{"loss": reconstruction cross-entropy (a proxy, not the NLL; see :meth:`reconstruction`),
+            "surrogate": F(x) - mean F(v_neg), "free_energy": F(x)}``, each ``(B,)`` nats. In training
+            mode under PCD the chains advance (and persist); in eval mode they are left as they are.
+
+        Raises:
+            ValueError: bad ``x`` or ``noise`` (e.g. a document longer than the noise's word draws,
+                i.e. than the training data's ``max_length``), or PCD chains never initialised.
+            RuntimeError: PCD training inside a multi-process group (torchrun); use CD-k there.
+        """
+        x = self.check_input(x, "x")
+        b = x.shape[0]
+        cfg = self.config
+        hdim = cfg.hidden_dim
+        m = math.ceil(cfg.n_chains / b) if cfg.persistent else 1
+        starts = self.chains if cfg.persistent else x
+        longest = int(starts.sum(-1).max()) if starts.shape[0] else 0
+        if noise is None:
+            width = hdim + max(int(self.max_length), longest)
+            noise = torch.rand(cfg.cd_k, b, m * width, device=x.device, dtype=x.dtype)
+        if noise.dim() != 3 or noise.shape[0] != cfg.cd_k or noise.shape[1] != b or noise.shape[2] % m:
+            raise ValueError(
+                f"noise must have shape ({cfg.cd_k}, {b}, {m} * (H + L)) as sample_noise({b}) makes, got {tuple(noise.shape)}"
+            )
+        width = noise.shape[2] // m
+        if width - hdim < longest:
+            raise ValueError(
+                f"noise holds {width - hdim} word draws per chain, but a {'chain' if cfg.persistent else 'document'} "
+                f"has {longest} words (longer than max_length = {int(self.max_length)}, the longest training document)"
+            )
+        noise = noise.to(x)
+        chain_u = noise.reshape(cfg.cd_k, -1, width)
+        if cfg.persistent:
+            if self.training and DistributedContext.current().enabled:
+                raise RuntimeError(
+                    "PCD (persistent=True) cannot train in a multi-process group: its persistent chains are "
+                    "state shared by the whole batch; train with one process, or with CD-k (persistent=False)"
+                )
+            if bool((self.chains.sum(-1) < 1).any()):
+                raise ValueError("the PCD chains hold empty documents: call init_from_data(x_train) (fit does) first")
+            with torch.no_grad():
+                v_neg = self._gibbs_from_uniforms(self.chains, chain_u[:, : cfg.n_chains])
+                if self.training:
+                    self.chains.copy_(v_neg)
+        else:
+            with torch.no_grad():
+                v_neg = self._gibbs_from_uniforms(x, chain_u)
+        pre = self.hidden_logits(x)  # (B, H), shared by the three terms
+        f_x = self._free_energy(x, pre)
+        with torch.no_grad():
+            loss = self.reconstruction(x, pre)
+        return {"loss": loss, "surrogate": self.contrastive_surrogate(x, v_neg, free_energy_x=f_x), "free_energy": f_x.detach()}
+
+    def optimization_phases(self, alternate: bool) -> dict[str, list[nn.Parameter]]:
+        """``{"joint": [W, b, a]}`` (an RSM has no encoder/decoder phases; ``alternate`` is refused)."""
+        if alternate:
+            raise ValueError("an RSM has one set of parameters; alternate=True does not apply")
+        return {"joint": list(self.parameters())}
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def monitor(self) -> str:
+        """The validation key to minimise: the pseudo-NLL proxy (cheap; not the NLL)."""
+        return "valid_pseudo_nll"
+
+    @torch.no_grad()
+    def validation_metrics(
+        self,
+        x_valid: "torch.Tensor | BowCorpus",
+        seed: int = 0,
+        ais_chains: int = 0,
+        ais_temperatures: int = 1000,
+        batch_size: int = 500,
+    ) -> dict[str, float]:
+        """Per-epoch figures on held-out documents, each labelled by what it is (nats per document).
+
+        Returns:
+            ``valid_pseudo_nll``: mean pseudo-NLL proxy (fixed positions from ``seed``; *not* the NLL);
+            ``valid_reconstruction``: mean reconstruction cross-entropy (proxy);
+            ``valid_free_energy``: mean ``F(x)`` (compare with the training data's for overfitting);
+            and, when ``ais_chains > 0``, ``valid_perplexity_ais_quick`` (per-document perplexity with
+            each length's ``log Z_D`` from a quick, rough AIS run of ``ais_chains`` chains and
+            ``ais_temperatures`` temperatures) and ``valid_log_p_ais_quick`` (nats per document).
+        """
+        x_valid = self._dense(x_valid, "x_valid")
+        gen = torch.Generator(device=self._device()).manual_seed(seed)
+        pnll, rec, fe = [], [], []
+        for start in range(0, x_valid.shape[0], batch_size):
+            x = x_valid[start : start + batch_size]
+            pre = self.hidden_logits(x)
+            pnll.append(self.pseudo_nll(x, generator=gen).double())
+            rec.append(self.reconstruction(x, pre).double())
+            fe.append(self._free_energy(x, pre).double())
+        out = {
+            "valid_pseudo_nll": float(torch.cat(pnll).mean()),
+            "valid_reconstruction": float(torch.cat(rec).mean()),
+            "valid_free_energy": float(torch.cat(fe).mean()),
+        }
+        if ais_chains > 0:
+            report = self.evaluate(x_valid, ais_chains=ais_chains, ais_betas=ais_temperatures, seed=seed, batch_size=batch_size)
+            out["valid_perplexity_ais_quick"] = report.estimate_per_document
+            out["valid_log_p_ais_quick"] = report.log_p_nats_per_doc
+        return out
+
+    @torch.no_grad()
+    def estimate_log_partitions(
+        self,
+        lengths: Sequence[int] | torch.Tensor,
+        n_chains: int = 100,
+        betas: torch.Tensor | int | None = None,
+        seed: int = 0,
+        max_rows: int = 4096,
+    ) -> dict[int, AISResult]:
+        """AIS estimates of ``log Z_D`` for each distinct length (:func:`rsm_ais` from the unigram base).
+
+        Args:
+            lengths: document lengths (>= 1).
+            n_chains: M AIS runs per length.
+            betas: schedule tensor, number of temperatures, or ``None`` for S&M 2008's 14,500.
+            seed: seeds the runs.
+            max_rows: chains moved at once.
+        """
+        gen = torch.Generator(device=self._device()).manual_seed(seed)
+        return rsm_ais(self, lengths, n_chains=n_chains, betas=betas, generator=gen, max_rows=max_rows)
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        corpus: "BowCorpus | torch.Tensor",
+        ais_chains: int = 100,
+        ais_betas: torch.Tensor | int | None = None,
+        seed: int = 0,
+        ais: dict[int, AISResult] | None = None,
+        batch_size: int = 500,
+        max_rows: int = 4096,
+    ) -> RSMPerplexityReport:
+        """Perplexities of ``corpus`` with ``log Z_D`` estimated by AIS for every distinct document length.
+
+        Args:
+            corpus: documents (a :class:`~latentnlp.data.bow.BowCorpus` or ``(N, V)`` counts; no empty documents).
+            ais_chains: M AIS runs per length.
+            ais_betas: schedule, number of temperatures, or ``None`` for S&M 2008's 14,500.
+            seed: seeds AIS.
+            ais: finished estimates ``{D: AISResult}`` to reuse (e.g. from :meth:`estimate_log_partitions`
+                over the lengths of several sets); ``ais_chains``/``ais_betas``/``seed`` are then ignored.
+            batch_size: documents per free-energy batch.
+            max_rows: AIS chains moved at once.
+
+        Returns:
+            An :class:`RSMPerplexityReport` (``estimate_*`` from AIS; ``bound_*`` NaN: the RSM has no bound).
+
+        Raises:
+            ValueError: vocabulary mismatch, bad counts, an empty document, or ``ais`` lacking a length (named).
+        """
+        x_all = self._dense(corpus, "corpus")
+        lengths = x_all.sum(-1).double().cpu()
+        if x_all.shape[0] == 0:
+            raise ValueError("perplexity of an empty set of documents is undefined (N = 0)")
+        if bool((lengths < 1).any()):
+            bad = torch.nonzero(lengths < 1).flatten()[:5].tolist()
+            raise ValueError(f"documents {bad} are empty; drop empty documents first")
+        distinct = sorted({int(d) for d in lengths.long().tolist()})
+        if ais is None:
+            ais = self.estimate_log_partitions(distinct, ais_chains, ais_betas, seed=seed, max_rows=max_rows)
+            seconds = sum(r.seconds for r in ais.values())
+        else:
+            seconds = 0.0
+        missing = [d for d in distinct if d not in ais]
+        if missing:
+            raise ValueError(f"ais lacks log Z_D for the document lengths {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        fe = torch.cat([self._free_energy(x_all[s : s + batch_size]).double().cpu() for s in range(0, x_all.shape[0], batch_size)])
+        log_c = log_multinomial_coefficient(x_all).cpu()
+
+        def per_doc(attr: str) -> torch.Tensor:
+            table = {d: getattr(ais[d], attr) for d in distinct}
+            return torch.tensor([table[int(d)] for d in lengths.long().tolist()], dtype=torch.float64)
+
+        log_z, log_z_lo, log_z_hi = per_doc("log_z"), per_doc("log_z_lower"), per_doc("log_z_upper")
+        log_p = -fe - log_z
+
+        def ppl(lz: torch.Tensor) -> tuple[float | None, float | None]:
+            if not bool(torch.isfinite(lz).all()):
+                return None, None
+            return per_document_perplexity(-fe - lz, lengths), corpus_perplexity(-fe - lz, lengths)
+
+        lo_doc, lo_corpus = ppl(log_z_lo)
+        hi_doc, hi_corpus = ppl(log_z_hi)
+        runs = [ais[d] for d in distinct]
+        return RSMPerplexityReport(
+            n_docs=int(lengths.numel()),
+            n_tokens=int(lengths.sum()),
+            bound_per_document=math.nan,
+            bound_corpus=math.nan,
+            elbo_nats_per_doc=math.nan,
+            kl_nats_per_doc=math.nan,
+            elbo_samples=0,
+            estimate_per_document=per_document_perplexity(log_p, lengths),
+            estimate_corpus=corpus_perplexity(log_p, lengths),
+            iw_samples=runs[0].n_chains,
+            log_p_nats_per_doc=float(log_p.mean()),
+            log_multinomial_coefficient_nats_per_doc=float(log_c.mean()),
+            estimate_per_document_3sd=(lo_doc, hi_doc),
+            estimate_corpus_3sd=(lo_corpus, hi_corpus),
+            n_lengths=len(distinct),
+            ais_chains=runs[0].n_chains,
+            ais_temperatures=runs[0].n_temperatures,
+            ais_min_effective_sample_size=min(r.effective_sample_size for r in runs),
+            ais_seconds=seconds,
+            ais_base="multinomial with the log smoothed unigram distribution of the training data, free hidden units",
+        )
+
+    @torch.no_grad()
+    def transform(self, corpus: "BowCorpus | torch.Tensor", batch_size: int = 1000) -> torch.Tensor:
+        """``p(h_j = 1 | v)`` of every document, the paper's document representation: ``(N, H)``."""
+        x_all = self._dense(corpus, "corpus")
+        out = [self.hidden_probs(x_all[s : s + batch_size]).cpu() for s in range(0, x_all.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.config.hidden_dim)
+
+    def topic_words(self, vocab: Sequence[str], n_words: int = 10) -> list[list[str]]:
+        """For each hidden unit ``j``, the ``n_words`` words with the largest ``W[:, j]`` (switching ``h_j`` on favours them).
+
+        Raises:
+            ValueError: if ``vocab`` does not have ``V`` words.
+        """
+        if len(vocab) != self.vocab_size:
+            raise ValueError(f"vocab has {len(vocab)} words, the model has V = {self.vocab_size}")
+        top = self.weight.detach().cpu().topk(min(n_words, len(vocab)), dim=0).indices.T  # (H, n)
+        return [[vocab[i] for i in row.tolist()] for row in top]
+
+    # ------------------------------------------------------------------ estimator API
+    def fit(
+        self,
+        train: "BowCorpus | torch.Tensor",
+        valid: "BowCorpus | torch.Tensor | None" = None,
+        config: "TrainConfig | None" = None,
+        run_dir: str | None = None,
+        init_seed: int = 0,
+        validate_kwargs: dict | None = None,
+    ) -> "ReplicatedSoftmax":
+        """Data-dependent initialisation, then CD-k/PCD training with the shared Trainer.
+
+        Args:
+            train: training documents (V must match the model).
+            valid: held-out documents for :meth:`validation_metrics` (a part of the training set,
+                never the test set); ``None``: no validation.
+            config: optimisation settings; default Adam, lr 1e-3, batch 100, 50 epochs, monitor
+                ``valid_pseudo_nll``, no early stopping. (Adam is this toolkit's choice, not the paper's:
+                the hidden bias's gradient carries the factor ``D`` and is one to three orders of
+                magnitude larger than the weights', which one plain-SGD step size handles badly.)
+            run_dir: checkpoints and metrics; training resumes from a checkpoint found there (the
+                initialisation is then overwritten by the checkpoint's state).
+            init_seed: seeds the choice of the PCD chains' starting documents.
+            validate_kwargs: extra keywords for :meth:`validation_metrics` (e.g. ``ais_chains``).
+
+        Returns:
+            ``self``, with ``train_result_``.
+
+        Raises:
+            ValueError: vocabulary mismatch, bad counts, or a ``config.monitor`` validation does not report.
+        """
+        from ...training.trainer import TrainConfig, Trainer
+
+        if config is None:
+            config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=100, epochs=50, monitor=self.monitor, patience=0)
+        x_train = self._dense(train, "train")
+        self.init_from_data(x_train, torch.Generator().manual_seed(init_seed))
+        validate = None
+        if valid is not None:
+            x_valid = self._dense(valid, "valid")
+            kwargs = validate_kwargs or {}
+            keys = self.validation_metrics(x_valid[:1], **(kwargs | {"ais_chains": 0}))
+            if config.monitor not in keys and not (kwargs.get("ais_chains") and config.monitor.endswith("ais_quick")):
+                raise ValueError(f"TrainConfig.monitor is {config.monitor!r}; an RSM validates {sorted(keys)} (use {self.monitor!r})")
+
+            def validate(model: ReplicatedSoftmax) -> dict[str, float]:
+                return model.validation_metrics(x_valid, **kwargs)
+
+        trainer = Trainer(self, config, n_train=x_train.shape[0], collate=lambda idx: x_train[idx], validate=validate, run_dir=run_dir)
+        self.train_result_: TrainResult = trainer.fit()
+        return self
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"vocab_size={c.vocab_size}, hidden_dim={c.hidden_dim}, cd_k={c.cd_k}, persistent={c.persistent}"
