@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float, default=None, help="training budget (wall clock)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--iw-samples", type=int, default=100, help="VAE: importance samples per sentence")
+    ap.add_argument("--elbo-samples", type=int, default=1, help="VAE: samples averaged in each sentence's ELBO")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train options, appended")
     args = ap.parse_args(argv)
 
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if cli(train_argv) != 0:
         return 1
     train_seconds = time.perf_counter() - t0
-    eval_argv = ["evaluate", str(run_dir), "--split", "test", "--iw-samples", str(args.iw_samples)]
+    eval_argv = ["evaluate", str(run_dir), "--split", "test", "--iw-samples", str(args.iw_samples),
+                 "--elbo-samples", str(args.elbo_samples)]
     if args.data_dir:
         eval_argv += ["--data-dir", args.data_dir]
     print("latentnlp " + " ".join(eval_argv), flush=True)
