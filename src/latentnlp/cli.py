@@ -2,7 +2,13 @@
 
     latentnlp train nvdm --data-dir DIR --latent-dim 50 --epochs N --seed S --out RUN_DIR
     latentnlp evaluate RUN_DIR [--split test] [--iw-samples 100]
-    latentnlp topics RUN_DIR [--n-words 10]
+    latentnlp topics RUN_DIR [--n-words 10] [--npmi]     (nvdm, sbn, fdarn, docnade, rsm, lda)
+    latentnlp train sbn|fdarn --data-dir DIR --latent-dim 50 [--epochs --lr --batch-size --max-minutes --seed] --out RUN_DIR
+    latentnlp train docnade|rsm --data-dir DIR --hidden-dim 50 [...] --out RUN_DIR
+    latentnlp train lda --data-dir DIR --topics 50 --out RUN_DIR
+    latentnlp evaluate RUN_DIR [--iw-samples K | --orderings K | --ais-chains M --ais-temperatures T | --particles P]
+                                                    (document models: per-document perplexity, bound and estimate named)
+    latentnlp reproduce doc-table --data-dir DIR [--budget-minutes 140] [--rows ID ...] --out RUN_DIR
     latentnlp neighbors RUN_DIR WORD [--n-words 10]
     latentnlp transform RUN_DIR [--split test] --out MEANS.npy
     latentnlp train hmm --train FILE [--unsupervised --states K] --out RUN_DIR
@@ -36,6 +42,7 @@ from typing import Callable, Sequence
 
 from .commands import align as align_commands
 from .commands import density as density_commands
+from .commands import documents as document_commands
 from .commands import hmm as hmm_commands
 from .commands import language as language_commands
 from .commands import nvdm as nvdm_commands
@@ -52,8 +59,10 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], int]] = {"nvdm": nvdm_comma
                                                           "memm": tagger_commands.evaluate, "crf": tagger_commands.evaluate,
                                                           "bilstm-crf": tagger_commands.evaluate,
                                                           "rnnlm": language_commands.evaluate,
-                                                          "sentence-vae": language_commands.evaluate}
-
+                                                          "sentence-vae": language_commands.evaluate,
+                                                          "sbn": document_commands.evaluate, "fdarn": document_commands.evaluate,
+                                                          "docnade": document_commands.evaluate, "rsm": document_commands.evaluate,
+                                                          "lda": document_commands.evaluate}
 
 def _hmm_tag(args: argparse.Namespace) -> int:
     """``tag`` of an HMM run: plain text only (``--input-format conll`` and ``--nbest`` are the feature taggers')."""
@@ -94,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     density_commands.add_train_parser(train_sub)
     tagger_commands.add_train_parsers(train_sub)
     language_commands.add_train_parsers(train_sub)
+    document_commands.add_train_parsers(train_sub)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model (what is measured depends on the model)")
     ev.add_argument("run_dir")
@@ -105,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--iw-samples", type=int, default=100, help="K for the importance-weighted estimate (0: skip)")
     ev.add_argument("--seed", type=int, default=0)
     density_commands.add_evaluate_options(ev)
+    document_commands.add_evaluate_options(ev)
     ev.set_defaults(func=_dispatch(EVALUATORS, "evaluate"))
 
     tag = sub.add_parser("tag", help="tag sentences from standard input (one per line, or CoNLL columns) with a trained tagger")
@@ -113,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(func=_dispatch(TAGGERS, "tag"))
 
     nvdm_commands.add_root_parsers(sub)
+    sub.choices["topics"].set_defaults(func=document_commands.cmd_topics)  # nvdm's parser, every document model's command
+    document_commands.add_root_parsers(sub)
     align_commands.add_root_parsers(sub)
 
     sample = sub.add_parser("sample", help="draw samples from a trained model (density: PNG grid; language: sentences)")
@@ -131,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (FileNotFoundError, CorpusFormatError, CheckpointError, ValueError, KeyError, FloatingPointError) as exc:
+    except (FileNotFoundError, CorpusFormatError, CheckpointError, ValueError, KeyError, FloatingPointError,
+            document_commands.LDAUnavailable) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"latentnlp: error: {msg}", file=sys.stderr)
         return 2

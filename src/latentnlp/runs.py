@@ -42,6 +42,14 @@ def _register_builtin() -> None:
     from .models.document.nvdm import NVDM, NVDMConfig
 
     register_model("nvdm", NVDM, NVDMConfig)
+    from .models.document.docnade import DocNADE, DocNADEConfig
+    from .models.document.rsm import ReplicatedSoftmax, RSMConfig
+    from .models.document.sbn import DocumentSBN, SBNConfig
+
+    register_model("sbn", DocumentSBN, SBNConfig)  # prior="factorized"; the config records the prior
+    register_model("fdarn", DocumentSBN, SBNConfig)  # prior="darn"
+    register_model("docnade", DocNADE, DocNADEConfig)
+    register_model("rsm", ReplicatedSoftmax, RSMConfig)
     from .models.density.made import MADE, MADEConfig
     from .models.density.nade import NADE, NADEConfig
     from .models.density.rbm import BernoulliRBM, RBMConfig

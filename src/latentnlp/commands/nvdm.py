@@ -13,7 +13,6 @@ import numpy as np
 from ..data.bow import BowCorpus
 from ..data.newsgroups import load_20news
 from ..data.paths import resolve_data_dir
-from ..evaluation.coherence import topic_coherence
 from ..models.document.nvdm import NVDM, NVDMConfig
 from ..runs import RunDirectory
 from ..training.distributed import run_distributed
@@ -185,33 +184,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------- interpretation
-def cmd_topics(args: argparse.Namespace) -> int:
-    run = RunDirectory(args.run_dir)
-    model = run.load_model()
-    vocab = run.read_vocab()
-    topics = model.topic_words(vocab, n_words=args.n_words)
-    dims = list(args.dims) if args.dims else list(range(len(topics)))
-    for k in dims:
-        if not 0 <= k < len(topics):
-            raise ValueError(f"dimension {k} out of range 0..{len(topics) - 1}")
-    coherence = None
-    if args.npmi:
-        config = run.read_config()
-        data = config["data"]
-        reference = load_splits(data["dataset"], args.data_dir or data["data_dir"], data["valid_fraction"], data["split_seed"])["train"]
-        coherence = topic_coherence([topics[k] for k in dims], reference, n_words=args.n_words)
-    for i, k in enumerate(dims):
-        score = f"  NPMI {coherence.per_topic[i]:+.3f}" if coherence else ""
-        print(f"{k:4d}{score}  {' '.join(topics[k])}")
-    if coherence:
-        print(f"mean NPMI of top-{args.n_words} words over {len(dims)} dimensions "
-              f"(document co-occurrence in the training split, Lau et al. 2014): {coherence.mean:+.4f}")
-    return 0
-
-
 def cmd_neighbors(args: argparse.Namespace) -> int:
     run = RunDirectory(args.run_dir)
     model = run.load_model()
+    if not hasattr(model, "nearest_words"):
+        raise ValueError(f"{run.path}: a {run.read_config().get('model')!r} model has no word embeddings to search")
     for word, sim in model.nearest_words(args.word, run.read_vocab(), n_words=args.n_words):
         print(f"{word}\t{sim:.3f}")
     return 0
@@ -240,7 +217,6 @@ def add_root_parsers(sub: argparse._SubParsersAction) -> None:
     tp.add_argument("--dims", type=int, nargs="*", help="only these dimensions")
     tp.add_argument("--npmi", action="store_true", help="NPMI coherence of each dimension's words (training split)")
     tp.add_argument("--data-dir", help="override the data directory recorded in the run (for --npmi)")
-    tp.set_defaults(func=cmd_topics)
 
     nb = sub.add_parser("neighbors", help="nearest words in the decoder's embedding space")
     nb.add_argument("run_dir")
