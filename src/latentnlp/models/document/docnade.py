@@ -86,7 +86,7 @@ from ...inference.importance import iw_log_mean_exp
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.bow import BowCorpus
-    from ...training.trainer import TrainConfig, TrainResult
+    from ...training.trainer import TrainConfig
 
 __all__ = ["DocNADEConfig", "DocNADE"]
 
@@ -559,14 +559,7 @@ class DocNADE(nn.Module):
         Raises:
             ValueError: if a corpus's vocabulary size differs from the model's.
         """
-        from ...training.trainer import TrainConfig, Trainer
-
-        config = config or TrainConfig()
-        for name, corpus in (("train", train), ("valid", valid)):
-            if corpus is not None and corpus.vocab_size != self.config.vocab_size:
-                raise ValueError(f"{name} corpus has V = {corpus.vocab_size}, the model has V = {self.config.vocab_size}")
-        x_train = train.to_dense(dtype=self._dtype())  # (D, V) on the CPU; batches move in log_likelihood
-        self.init_decoder_bias(x_train.sum(0))
+        from .common import fit_bow_model
 
         def validate(model: "DocNADE") -> dict[str, float]:
             report = model.evaluate(valid, n_orderings=valid_orderings, seed=12345)
@@ -576,16 +569,8 @@ class DocNADE(nn.Module):
                 "valid_corpus_perplexity": report.bound_corpus,
             }
 
-        trainer = Trainer(
-            self,
-            config,
-            n_train=len(train),
-            collate=lambda idx: x_train[idx],
-            validate=validate if valid is not None else None,
-            run_dir=run_dir,
-        )
-        self.train_result_: "TrainResult" = trainer.fit()
-        return self
+        # (D, V) stays on the CPU; batches move to the model's device in log_likelihood.
+        return fit_bow_model(self, train, valid, config, run_dir, validate, dtype=self._dtype())
 
     def extra_repr(self) -> str:
         c = self.config

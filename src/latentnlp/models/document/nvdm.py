@@ -38,7 +38,7 @@ from ...inference.importance import iw_log_mean_exp
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.bow import BowCorpus
-    from ...training.trainer import TrainConfig, TrainResult
+    from ...training.trainer import TrainConfig
 
 __all__ = ["NVDMConfig", "NVDM", "ELBOTerms"]
 
@@ -387,14 +387,7 @@ class NVDM(nn.Module):
         Raises:
             ValueError: if a corpus's vocabulary size differs from the model's.
         """
-        from ...training.trainer import TrainConfig, Trainer
-
-        config = config or TrainConfig()
-        for name, corpus in (("train", train), ("valid", valid)):
-            if corpus is not None and corpus.vocab_size != self.config.vocab_size:
-                raise ValueError(f"{name} corpus has V = {corpus.vocab_size}, the model has V = {self.config.vocab_size}")
-        x_train = train.to_dense().to(self._device())  # (D, V); 20 Newsgroups: 11k x 2k floats, 90 MB
-        self.init_decoder_bias(x_train.sum(0))
+        from .common import fit_bow_model
 
         def validate(model: "NVDM") -> dict[str, float]:
             report = model.evaluate(valid, elbo_samples=valid_elbo_samples, iw_samples=0, seed=12345)
@@ -404,16 +397,7 @@ class NVDM(nn.Module):
                 "valid_kl": report.kl_nats_per_doc,
             }
 
-        trainer = Trainer(
-            self,
-            config,
-            n_train=len(train),
-            collate=lambda idx: x_train[idx],
-            validate=validate if valid is not None else None,
-            run_dir=run_dir,
-        )
-        self.train_result_: "TrainResult" = trainer.fit()
-        return self
+        return fit_bow_model(self, train, valid, config, run_dir, validate, device=self._device())
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Same as :meth:`loss_terms` (the training loop calls the module, as DDP requires)."""

@@ -68,7 +68,7 @@ from .nvdm import ELBOTerms
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.bow import BowCorpus
-    from ...training.trainer import TrainConfig, TrainResult
+    from ...training.trainer import TrainConfig
 
 __all__ = ["SBNConfig", "DocumentSBN", "PRIORS", "INPUT_TRANSFORMS"]
 
@@ -583,14 +583,7 @@ class DocumentSBN(nn.Module):
         Raises:
             ValueError: if a corpus's vocabulary size differs from the model's.
         """
-        from ...training.trainer import TrainConfig, Trainer
-
-        config = config or TrainConfig()
-        for name, corpus in (("train", train), ("valid", valid)):
-            if corpus is not None and corpus.vocab_size != self.config.vocab_size:
-                raise ValueError(f"{name} corpus has V = {corpus.vocab_size}, the model has V = {self.config.vocab_size}")
-        x_train = train.to_dense(dtype=self._dtype()).to(self._device())  # (D, V); 20 Newsgroups: 11k x 2k floats
-        self.init_decoder_bias(x_train.sum(0))
+        from .common import fit_bow_model
 
         def validate(model: "DocumentSBN") -> dict[str, float]:
             report = model.evaluate(valid, elbo_samples=valid_elbo_samples, iw_samples=0, seed=12345)
@@ -600,16 +593,7 @@ class DocumentSBN(nn.Module):
                 "valid_kl": report.kl_nats_per_doc,
             }
 
-        trainer = Trainer(
-            self,
-            config,
-            n_train=len(train),
-            collate=lambda idx: x_train[idx],
-            validate=validate if valid is not None else None,
-            run_dir=run_dir,
-        )
-        self.train_result_: "TrainResult" = trainer.fit()
-        return self
+        return fit_bow_model(self, train, valid, config, run_dir, validate, dtype=self._dtype(), device=self._device())
 
     def extra_repr(self) -> str:
         c = self.config
