@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...data.bow import BowCorpus
     from ...training.trainer import TrainConfig
 
-__all__ = ["fit_bow_model"]
+__all__ = ["fit_bow_model", "set_unigram_bias"]
 
 
 def fit_bow_model(
@@ -52,3 +52,17 @@ def fit_bow_model(
     )
     model.train_result_ = trainer.fit()
     return model
+
+
+def set_unigram_bias(bias: torch.Tensor, word_counts: torch.Tensor) -> None:
+    """Set a ``(V,)`` output bias to the add-one smoothed log unigram distribution of ``word_counts``.
+
+    Raises:
+        ValueError: if ``word_counts`` does not have ``V`` entries.
+    """
+    counts = torch.as_tensor(word_counts, dtype=torch.float64).flatten()
+    if counts.numel() != bias.numel():
+        raise ValueError(f"word_counts has shape {tuple(counts.shape)}, expected ({bias.numel()},)")
+    probs = (counts + 1.0) / (counts + 1.0).sum()
+    with torch.no_grad():
+        bias.copy_(probs.log().to(bias.dtype))

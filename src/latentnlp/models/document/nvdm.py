@@ -139,14 +139,10 @@ class NVDM(nn.Module):
         Args:
             word_counts: ``(V,)`` training-corpus counts of each word (add-one smoothed here).
         """
-        if self.config.decoder_bias_init != "unigram":
-            return
-        counts = torch.as_tensor(word_counts, dtype=torch.float64).flatten()
-        if counts.numel() != self.config.vocab_size:
-            raise ValueError(f"word_counts has shape {tuple(counts.shape)}, expected ({self.config.vocab_size},)")
-        probs = (counts + 1.0) / (counts + 1.0).sum()
-        with torch.no_grad():
-            self.decoder.bias.copy_(probs.log().to(self.decoder.bias.dtype))
+        from .common import set_unigram_bias
+
+        if self.config.decoder_bias_init == "unigram":
+            set_unigram_bias(self.decoder.bias, word_counts)
 
     def posterior(self, x: torch.Tensor) -> Independent:
         """``q(z | d)``: a diagonal Gaussian with batch_shape ``(B,)`` and event_shape ``(K,)``.

@@ -116,6 +116,7 @@ from ...inference.ais import (
     log_mean_exp_interval,
 )
 from ...training.distributed import DistributedContext
+from ..density.rbm import BernoulliRBM
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...data.bow import BowCorpus
@@ -774,36 +775,10 @@ class ReplicatedSoftmax(nn.Module):
         nll = torch.cat(out) if out else x.new_zeros(0)
         return torch.where(d > 0, d * nll, torch.zeros_like(nll))
 
-    def contrastive_surrogate(
-        self,
-        x: torch.Tensor,
-        v_negative: torch.Tensor,
-        negative_weights: torch.Tensor | None = None,
-        free_energy_x: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``F(x) - sum_c w_c F(v_c)`` per document: ``(B,)``, whose gradient is the CD/PCD gradient.
-
-        The batch mean of its gradient is ``mean_n grad F(x_n) - sum_c w_c grad F(v_c)``: the
-        NLL gradient ``mean_n (grad F(x_n) + grad log Z_{D_n})`` with the model expectations
-        replaced by the negatives. With every count vector of the batch's lengths and weights
-        ``w_c = (n_D / B) p_D(v_c)`` (``n_D`` documents of length ``D``), it is exact.
-
-        Args:
-            x: ``(B, V)`` data.
-            v_negative: ``(C, V)`` negative samples (detached here).
-            negative_weights: ``(C,)`` weights summing to 1; default ``1/C`` each.
-            free_energy_x: ``F(x)`` (with its graph) if already computed.
-        """
-        v_negative = v_negative.detach()
-        f_neg = self._free_energy(v_negative)
-        if negative_weights is None:
-            neg = f_neg.mean()
-        else:
-            neg = (negative_weights.detach().to(f_neg) * f_neg).sum()
-        out = (self._free_energy(x) if free_energy_x is None else free_energy_x) - neg
-        if self.config.weight_decay:
-            out = out + 0.5 * self.config.weight_decay * self.weight.pow(2).sum()
-        return out
+    # F(x) - sum_c w_c F(v_c) per document, (B,): the CD/PCD gradient (see BernoulliRBM.contrastive_surrogate).
+    # With every count vector of the batch's lengths and weights w_c = (n_D / B) p_D(v_c)
+    # (n_D documents of length D) its gradient is the exact NLL gradient.
+    contrastive_surrogate = BernoulliRBM.contrastive_surrogate
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One CD-k / PCD step's terms for the Trainer.

@@ -218,14 +218,10 @@ class DocumentSBN(nn.Module):
         Raises:
             ValueError: if ``word_counts`` does not have ``V`` entries.
         """
-        if self.config.decoder_bias_init != "unigram":
-            return
-        counts = torch.as_tensor(word_counts, dtype=torch.float64).flatten()
-        if counts.numel() != self.config.vocab_size:
-            raise ValueError(f"word_counts has shape {tuple(counts.shape)}, expected ({self.config.vocab_size},)")
-        probs = (counts + 1.0) / (counts + 1.0).sum()
-        with torch.no_grad():
-            self.decoder.bias.copy_(probs.log().to(self.decoder.bias.dtype))
+        from .common import set_unigram_bias
+
+        if self.config.decoder_bias_init == "unigram":
+            set_unigram_bias(self.decoder.bias, word_counts)
 
     def _check_x(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.config.vocab_size:
