@@ -422,6 +422,39 @@ def test_baseline_regression_gradient_and_detached_inputs():
     torch.testing.assert_close(lp.grad, -torch.ones(3, dtype=DT))  # the regression does not reach theta
 
 
+def test_baseline_offset_is_trained_by_the_regression_and_keeps_the_gradient_unbiased():
+    """A model-supplied offset (here linear in x, as DocumentSBN's word weights) joins b_psi."""
+    P, x = sbn1_params(0), DOCS[:4]
+    exact = sbn1_exact_grad(P, x)
+    gen = torch.Generator().manual_seed(3)
+    est = _estimator("both", True)
+    beta = torch.randn(V, dtype=DT, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    _warm_up(est, P, x, steps=10, gen=gen)
+    offset = x @ beta  # (B,), with its graph
+    assert offset.detach().std() > 0.5
+    n = est.normalizers()[0].item()
+    s = 20_000
+    h = sbn1_sample(P, x, s, gen)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in P.items()}
+    Pe = _expand(leaves, s)
+    for t in Pe.values():
+        t.retain_grad()
+    lp, lq = sbn1_terms(Pe, x, h)
+    c = est.signal_mean[0].item()
+    out = est(lp, lq, _q_input(x), offset)
+    (out["surrogate"].sum() * s).backward()
+    for name in PHI1:  # the score-function part stays unbiased with the offset
+        z = _z_scores(Pe[name].grad.reshape(s, -1) * n, exact[name])
+        assert z.abs().max() < 4.5, (name, z.abs().max())
+    # the regression reaches beta: d/d beta sum_d mean_s 1/2 (l - c - b_psi - x.beta)^2 / n (times s)
+    residual = ((lp - lq).detach() - c - est.baseline(_q_input(x)).detach() - offset.detach()).mean(0)  # (B,)
+    torch.testing.assert_close(beta.grad, -(residual @ x) * s / n, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="baseline_offset"):
+        est(lp.detach(), lq.detach(), _q_input(x), torch.zeros(5, dtype=DT))
+    with pytest.raises(ValueError, match="baseline_offset needs"):
+        _estimator("constant", True)(lp.detach(), lq.detach(), None, offset.detach())
+
+
 def test_statistics_are_buffers_updated_only_in_training_and_resume_exactly():
     P, x = sbn1_params(0), DOCS[:4]
     gen = torch.Generator().manual_seed(8)

@@ -277,3 +277,23 @@ def test_resume_through_the_trainer_gives_the_uninterrupted_weights(tmp_path):
         assert torch.equal(v, resumed.state_dict()[k]), k
     history = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 3 and history[0]["train_loss"] > 10.0  # -ELBO, nats per document
+
+
+def test_baseline_word_weights_start_at_the_unigram_log_likelihood_and_train_with_the_encoder():
+    m = _model()
+    counts = DOCS.sum(0)
+    m.init_decoder_bias(counts)
+    unigram = ((counts + 1) / (counts + 1).sum()).log()
+    torch.testing.assert_close(m.baseline_offset(DOCS), DOCS @ unigram)  # the length-dependent bulk of log P(x|h)
+    phases = m.optimization_phases(alternate=True)
+    assert any(p is m.baseline_word_weight for p in phases["encoder"])
+    assert not any(p is m.baseline_word_weight for p in phases["decoder"])
+    m.train()
+    out = m.loss_terms(DOCS, m.sample_noise(DOCS.shape[0], torch.Generator().manual_seed(0)))
+    out["surrogate"].sum().backward()
+    assert m.baseline_word_weight.grad is not None and m.baseline_word_weight.grad.abs().sum() > 0
+    # the paper's MLP-only baseline, and no baseline at all, have no word weights
+    assert _model(baseline_word_weights=False).baseline_offset(DOCS) is None
+    assert _model(nvil=NVILConfig(centering="constant")).baseline_word_weight is None
+    with pytest.raises(ValueError, match="baseline_word_weights"):
+        SBNConfig(vocab_size=V, baseline_word_weights="yes")

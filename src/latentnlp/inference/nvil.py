@@ -20,6 +20,10 @@ gradient is zero in expectation and left out, as in the paper. NVIL's variance r
   average of ``l - b_psi(x)`` over training batches (the *constant baseline*), ``b_psi``
   an MLP of the input (the *input-dependent baseline*, one hidden layer of
   ``baseline_hidden`` tanh units, paper: 100), trained to minimise ``(l - b_psi(x) - c)^2``.
+  A model may add its own ``h``-independent term to ``b_psi`` (``baseline_offset``, trained by
+  the same regression): document models use one linear in the word counts, because a
+  document's signal scales with its length (hundreds to thousands of nats) and an MLP
+  trained by Adam's small steps takes thousands of updates to reach that scale.
 * **Variance normalisation** (Sec. 3.2). The centred signal is divided by
   ``max(1, sqrt(v))``, ``v`` a running average of the batch variance of ``l - b_psi(x)``;
   this keeps the size of the inference network's updates roughly constant as the
@@ -295,6 +299,7 @@ class NVILEstimator(nn.Module):
         log_p: torch.Tensor | Sequence[torch.Tensor],
         log_q: torch.Tensor | Sequence[torch.Tensor],
         x: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        baseline_offset: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Honest loss and NVIL surrogate of a batch of sampled latents.
 
@@ -308,6 +313,14 @@ class NVILEstimator(nn.Module):
             x: the baselines' input: ``(B, D)`` (or ``(S, B, D)``, e.g. an earlier layer's
                 samples), or a list of one per layer; required with an input-dependent
                 baseline, ignored otherwise.
+            baseline_offset: an optional model-supplied part of the input-dependent baseline,
+                ``(B,)`` (or the signal's shape), or one per layer, *with* its graph: the
+                baseline becomes ``b_k(x) = offset_k(x) + b_psi_k(x)`` and the regression
+                trains the offset's parameters too. It must not depend on ``h_k`` or a later
+                layer (it may read ``x``, ``h_<k`` and any parameters); a function linear in
+                the word counts, for instance, predicts the length-dependent bulk of a
+                document's signal (:class:`~latentnlp.models.document.sbn.DocumentSBN`).
+                Needs ``centering`` ``"input"`` or ``"both"``.
 
         Returns:
             Per-example ``(B,)`` tensors (means over the ``S`` samples), safe to return from a
@@ -339,6 +352,8 @@ class NVILEstimator(nn.Module):
 
         first = self.training and int(self.num_updates) == 0
         baselines: list[torch.Tensor | None] = [None] * self.n_layers
+        if baseline_offset is not None and not cfg.uses_input:
+            raise ValueError(f"baseline_offset needs an input-dependent baseline; centering={cfg.centering!r}")
         if cfg.uses_input:
             if x is None:
                 raise ValueError(f"centering={cfg.centering!r} needs the baseline input x")
@@ -350,14 +365,29 @@ class NVILEstimator(nn.Module):
                     raise ValueError(
                         f"baseline input of layer {k} must have shape ({batch}, D) or {tuple(shape)} + (D,), got {tuple(xk.shape)}"
                     )
+            offsets: list[torch.Tensor | None] = [None] * self.n_layers
+            if baseline_offset is not None:
+                offsets = [baseline_offset] * self.n_layers if isinstance(baseline_offset, torch.Tensor) else list(baseline_offset)
+                if len(offsets) != self.n_layers:
+                    raise ValueError(f"baseline_offset must be one tensor or a list of {self.n_layers}, got {len(offsets)}")
+                for k, o in enumerate(offsets):
+                    if tuple(o.shape) not in ((batch,), tuple(shape)):
+                        raise ValueError(f"baseline_offset of layer {k} must have shape ({batch},) or {tuple(shape)}, "
+                                         f"got {tuple(o.shape)}")
+
+            def full_baseline(k: int) -> torch.Tensor:
+                b = self.baseline(xs[k], k).to(signals[k].dtype)
+                if offsets[k] is not None:
+                    b = b + offsets[k].to(b.dtype)
+                return b.expand(shape) if b.shape != shape else b
+
             if first and cfg.centering == "input":  # start b_psi at the first batch's mean signal (module doc, choice 2)
                 with torch.no_grad():
-                    start, _ = self._batch_statistics([s - self.baseline(xk, k).to(s) for k, (s, xk) in enumerate(zip(signals, xs))])
+                    start, _ = self._batch_statistics([s - full_baseline(k) for k, s in enumerate(signals)])
                     for k, mlp in enumerate(self.baselines):
                         mlp[2].bias.add_(start[k].to(mlp[2].bias))
-            for k, xk in enumerate(xs):
-                b = self.baseline(xk, k).to(signals[k].dtype)
-                baselines[k] = b.expand(shape) if b.shape != shape else b
+            for k in range(self.n_layers):
+                baselines[k] = full_baseline(k)
 
         residuals = [s if b is None else s - b.detach() for s, b in zip(signals, baselines)]  # l_k - b_k(x)
         # Centre with the statistics of the batches before this one (module doc, choice 1).
@@ -416,9 +446,10 @@ class NVILEstimator(nn.Module):
         log_p: torch.Tensor | Sequence[torch.Tensor],
         log_q: torch.Tensor | Sequence[torch.Tensor],
         x: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        baseline_offset: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Same as :meth:`surrogate` (calling the module runs hooks)."""
-        return self.surrogate(log_p, log_q, x)
+        return self.surrogate(log_p, log_q, x, baseline_offset)
 
     def extra_repr(self) -> str:
         cfg = self.config
