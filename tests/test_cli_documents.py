@@ -210,3 +210,26 @@ def test_doc_table_lda_row_and_its_run_directory(shared_data_dir, tmp_path, caps
     assert "left-to-right" in capsys.readouterr().out
     assert main(["topics", str(out / "lda-50"), "--n-words", "4", "--dims", "1"]) == 0
     assert len(capsys.readouterr().out.split()) == 1 + 4
+
+
+def test_train_lda_with_a_fixed_symmetric_alpha(shared_data_dir, tmp_path):
+    pytest.importorskip("tomotopy")
+    from latentnlp.commands.documents import load_lda
+
+    out = tmp_path / "lda"
+    argv = ["train", "lda", "--data-dir", str(shared_data_dir), "--topics", "4", "--iterations", "20", "--max-train-docs", "100",
+            "--alpha", "0.5", "--eta", "0.05", "--optimize-interval", "0", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())["model_config"]
+    assert (config["alpha"], config["eta"], config["optimize_interval"]) == (0.5, 0.05, 0)
+    model = load_lda(RunDirectory(out))
+    assert model.alpha_.tolist() == pytest.approx([0.5] * 4)  # not re-estimated
+
+
+def test_table_flags_an_ais_estimate_whose_chains_collapsed():
+    from latentnlp.commands.documents import ais_warning
+
+    assert ais_warning({"ais_min_effective_sample_size": 1.0, "ais_chains": 20}).startswith("AIS not converged (min ESS 1.0 of 20")
+    assert ais_warning({"ais_min_effective_sample_size": 2.0, "ais_chains": 20}) is None  # 10% of the chains: fine
+    assert ais_warning({"ais_min_effective_sample_size": None, "ais_chains": 20}) is None
+    assert ais_warning({"kl_nats_per_doc": 3.0}) is None  # not an AIS row

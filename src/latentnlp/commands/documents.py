@@ -233,6 +233,10 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topics", type=int, default=50, help="number of topics (paper table: 50 and 200)")
     p.add_argument("--iterations", type=int, default=1000, help="Gibbs sweeps over the training documents (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="sampler threads (1: reproducible)")
+    p.add_argument("--alpha", type=float, default=0.1, help="initial symmetric document-topic prior per topic (default %(default)s)")
+    p.add_argument("--eta", type=float, default=0.01, help="symmetric topic-word prior, fixed (default %(default)s)")
+    p.add_argument("--optimize-interval", type=int, default=10,
+                   help="re-estimate an asymmetric alpha every N sweeps (Minka); 0 keeps alpha fixed and symmetric")
     p.set_defaults(func=cmd_train_lda, model_name="lda")
 
 
@@ -307,7 +311,8 @@ def cmd_train_lda(args: argparse.Namespace) -> int:
     splits = load_splits(args.dataset, data_dir, args.valid_fraction, args.split_seed)
     train, valid = _max_train_docs(splits["train"], args.max_train_docs), splits["valid"]
     module = import_lda()
-    config = module.LDAConfig(n_topics=args.topics, iterations=args.iterations, seed=args.seed, workers=args.workers)
+    config = module.LDAConfig(n_topics=args.topics, iterations=args.iterations, seed=args.seed, workers=args.workers,
+                              alpha=args.alpha, eta=args.eta, optimize_interval=args.optimize_interval)
     try:
         model = module.LDABaseline(config).fit(train)
     except ImportError as exc:  # the module imports its library inside fit
@@ -687,6 +692,19 @@ def _table_row(row: TableRow, out: Path, share: float, args: argparse.Namespace,
     return _finish_row(row, sub, args, settings, test, reference, training)
 
 
+def ais_warning(report: dict) -> str | None:
+    """A flag for an AIS row whose smallest effective sample size is below 10% of its chains, else ``None``.
+
+    With so few effective chains the AIS weights are dominated by one run, the usual sign that
+    the schedule is too short for the longest documents; ``log Z`` is then underestimated and
+    the perplexity optimistic (``benchmarks/rsm_ais_check.py`` measures by how much).
+    """
+    ess, chains = report.get("ais_min_effective_sample_size"), report.get("ais_chains")
+    if ess is None or not chains or not math.isfinite(ess) or ess >= 0.1 * chains:
+        return None
+    return f"AIS not converged (min ESS {ess:.1f} of {chains} chains): optimistic"
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -712,6 +730,9 @@ def _markdown(results: list[dict], settings: dict) -> str:
         if "epochs" in t:
             trained = f"{t['epochs']} epochs ({t['stop_reason']}), " + trained
         names = " / ".join(n or "—" for n in (r["bound_estimator"], r["estimate_estimator"]))
+        warning = ais_warning(r.get("report", {}))
+        if warning:
+            names += f" **{warning}**"
         lines.append(f"| {r['label']} | {r['dim']} | {published} | {_fmt(r['bound_per_document'])} | "
                      f"{_fmt(r['estimate_per_document'])} | {names} | {_fmt(r['npmi_mean'], 3)} | {trained} |")
     lines += ["", "Published figures: " + "; ".join(sorted({f"{r['label']}: {r['published_source']}" for r in results})) + ".",
