@@ -7,7 +7,8 @@ AIS estimates ``log Z_D`` with a stochastic *lower* bound in expectation, so a s
 too few temperatures makes ``log p(d) = -F(v) - log Z_D`` too high and the perplexity too low
 (optimistic). This script scores the first ``--max-docs`` test documents (every distinct
 length among them gets its own AIS run, as in ``latentnlp evaluate``) with each number of
-temperatures, same chains and seed, and writes the per-document perplexity, the mean
+temperatures, same chains and seed (``--space hidden``: AIS over the hidden units with the
+words summed out, :func:`~latentnlp.models.document.rsm.rsm_hidden_ais`), and writes the per-document perplexity, the mean
 ``log Z`` over the documents and the smallest effective sample size of each. If the
 perplexity still rises with more temperatures, the full-test figure of the table (20 chains
 x 1,000 temperatures) is optimistic by at least the rise measured here.
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from latentnlp.commands.documents import _first_docs, _run_split, load_document_model
+from latentnlp.models.document.rsm import rsm_hidden_ais
 from latentnlp.runs import RunDirectory
 
 
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chains", type=int, default=20, help="AIS chains per length")
     p.add_argument("--temperatures", type=int, nargs="+", default=[1000, 3000, 10000, 30000])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", choices=["joint", "hidden"], default="joint",
+                   help="joint: the table's chain over words and hidden units (rsm_ais); hidden: over the hidden units "
+                        "with the words summed out (rsm_hidden_ais)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON result")
     args = p.parse_args(argv)
@@ -51,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in args.temperatures:
         t0 = time.perf_counter()
-        report = model.evaluate(corpus, ais_chains=args.chains, ais_betas=k, seed=args.seed)
-        row = {"temperatures": k, "chains": args.chains, "perplexity_per_document": report.estimate_per_document,
+        ais = None
+        if args.space == "hidden":
+            lengths = sorted({int(n) for n in corpus.doc_lengths})
+            ais = rsm_hidden_ais(model, lengths, n_chains=args.chains, betas=k,
+                                 generator=torch.Generator().manual_seed(args.seed))
+        report = model.evaluate(corpus, ais_chains=args.chains, ais_betas=k, seed=args.seed, ais=ais)
+        row = {"space": args.space, "temperatures": k, "chains": args.chains, "perplexity_per_document": report.estimate_per_document,
                "perplexity_corpus": report.estimate_corpus, "log_p_nats_per_doc": report.log_p_nats_per_doc,
                "min_effective_sample_size": report.ais_min_effective_sample_size, "n_lengths": report.n_lengths,
                "seconds": time.perf_counter() - t0}

@@ -20,6 +20,7 @@ from latentnlp.models.document.rsm import (
     log_multinomial_coefficient,
     multinomial_counts,
     rsm_ais,
+    rsm_hidden_ais,
 )
 from latentnlp.training.distributed import DistributedContext
 from latentnlp.training.trainer import TrainConfig, Trainer
@@ -147,6 +148,29 @@ def test_ais_matches_exact_log_z_within_its_reported_error():
     batched = rsm_ais(big, [30], n_chains=100, betas=300, generator=torch.Generator().manual_seed(3))[30]
     torch.testing.assert_close(generic.log_weights, batched.log_weights, rtol=0, atol=1e-9)
     assert generic.log_z == pytest.approx(batched.log_z, abs=1e-9)
+
+
+def test_hidden_space_ais_matches_exact_log_z_within_its_reported_error():
+    model = tiny_rsm(v=4, h=5, seed=6)
+    res = rsm_hidden_ais(model, [3, 1, 2, 2], n_chains=100, betas=200, generator=torch.Generator().manual_seed(0))
+    assert list(res) == [1, 2, 3]
+    with torch.no_grad():
+        exact = model.exact_log_partition([1, 2, 3])
+    for d, e in zip((1, 2, 3), exact.tolist()):
+        r = res[d]
+        assert r.n_chains == 100 and r.n_temperatures == 200 and r.log_z_base == 0.0
+        assert r.log_z_lower <= e <= r.log_z_upper and abs(r.log_z - e) < 0.1, (d, e, r.to_dict())
+    # longer documents, where D sharpens f_D(h): still within the interval
+    big = tiny_rsm(v=25, h=6, scale=0.5, seed=7)
+    res = rsm_hidden_ais(big, [30, 200], n_chains=100, betas=500, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        exact = big.exact_log_partition([30, 200]).tolist()
+    for d, e in zip((30, 200), exact):
+        assert res[d].log_z_lower <= e <= res[d].log_z_upper and abs(res[d].log_z - e) < 0.2, (d, e, res[d].to_dict())
+    with pytest.raises(ValueError, match="lengths must be >= 1"):
+        rsm_hidden_ais(big, [0, 3])
+    with pytest.raises(ValueError, match="n_chains"):
+        rsm_hidden_ais(big, [3], n_chains=0)
 
 
 def _grads(model, objective):
