@@ -233,3 +233,13 @@ def test_table_flags_an_ais_estimate_whose_chains_collapsed():
     assert ais_warning({"ais_min_effective_sample_size": 2.0, "ais_chains": 20}) is None  # 10% of the chains: fine
     assert ais_warning({"ais_min_effective_sample_size": None, "ais_chains": 20}) is None
     assert ais_warning({"kl_nats_per_doc": 3.0}) is None  # not an AIS row
+
+
+def test_evaluate_rsm_with_hidden_space_ais(trained, capsys):
+    out = trained("rsm")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), *EVAL_OPTIONS, "--ais-space", "hidden"]) == 0
+    assert "words summed out" in capsys.readouterr().out
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    report = evaluation["valid[:60]"]
+    assert report["ais_space"] == "hidden" and "words summed out" in report["estimate_estimator"]

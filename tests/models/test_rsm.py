@@ -245,6 +245,11 @@ def test_cd_training_on_planted_topics_raises_the_exact_log_likelihood():
     lo, hi = report.estimate_per_document_3sd
     assert lo <= exact_ppl <= hi and report.estimate_per_document == pytest.approx(exact_ppl, rel=0.01)
     assert math.isnan(report.bound_per_document) and "AIS" in report.format()
+    hidden = model.evaluate(valid, ais_chains=50, ais_betas=200, seed=0, ais_space="hidden")  # the other chain agrees too
+    assert hidden.ais_space == "hidden" and "hidden units" in hidden.ais_base
+    assert hidden.estimate_per_document == pytest.approx(exact_ppl, rel=0.01)
+    with pytest.raises(ValueError, match="ais_space"):
+        model.evaluate(valid, ais_chains=2, ais_betas=3, ais_space="visible")
     assert model.transform(valid).shape == (30, 4) and [len(t) for t in model.topic_words(valid.vocab, 3)] == [3] * 4
 
 

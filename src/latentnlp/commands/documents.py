@@ -344,6 +344,7 @@ class EvaluationSettings:
     ais_temperatures: int = 14500
     particles: int = 20
     seed: int = 0
+    ais_space: str = "joint"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "EvaluationSettings":
@@ -363,7 +364,8 @@ def evaluate_model(name: str, model, corpus: BowCorpus, settings: EvaluationSett
     if name == "rsm":
         log.info("rsm: AIS with %d chains x %d temperatures for each of the %d distinct document lengths (the slow part; "
                  "see --ais-chains, --ais-temperatures)", s.ais_chains, s.ais_temperatures, len(set(corpus.doc_lengths.tolist())))
-        return model.evaluate(corpus, ais_chains=s.ais_chains, ais_betas=s.ais_temperatures, seed=s.seed)
+        return model.evaluate(corpus, ais_chains=s.ais_chains, ais_betas=s.ais_temperatures, seed=s.seed,
+                              ais_space=s.ais_space)
     if name == "lda":
         return model.evaluate(corpus, n_particles=s.particles, seed=s.seed)
     raise ValueError(f"cannot evaluate a {name!r} run")
@@ -382,7 +384,8 @@ def estimator_labels(name: str, report) -> tuple[str | None, str | None]:
         estimate = f"ordering ensemble (K = {k})"
     elif name == "rsm":
         bound = None
-        estimate = f"AIS ({report.ais_chains} chains x {report.ais_temperatures} temperatures per length)"
+        space = ", hidden units, words summed out" if getattr(report, "ais_space", "joint") == "hidden" else ""
+        estimate = f"AIS ({report.ais_chains} chains x {report.ais_temperatures} temperatures per length{space})"
     else:
         bound = "bound reported by LDABaseline"
         estimate = f"left-to-right estimate, R = {report.iw_samples} particles (Wallach et al. 2009)"
@@ -405,6 +408,9 @@ def format_report(name: str, report) -> str:
 def add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """Options of ``latentnlp evaluate`` that only document runs read (besides the shared ones)."""
     ev.add_argument("--particles", type=int, default=20, help="LDA: particles of the left-to-right estimator")
+    ev.add_argument("--ais-space", choices=["joint", "hidden"], default="joint",
+                    help="RSM: AIS over words and hidden units (joint, default) or over the hidden units with the words "
+                         "summed out (hidden; fewer temperatures needed, more work per temperature)")
     ev.add_argument("--max-docs", type=int, default=None,
                     help="sbn/fdarn/docnade/rsm/lda: score only the first N documents of the split (quick checks; not comparable)")
 

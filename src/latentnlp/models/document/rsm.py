@@ -494,6 +494,8 @@ class RSMPerplexityReport(PerplexityReport):
             not a bias from chains that have not mixed.
         n_lengths: distinct document lengths, i.e. AIS runs.
         ais_chains / ais_temperatures: M and K of each run.
+        ais_space: ``"joint"`` (:func:`rsm_ais`, words and hidden units) or ``"hidden"``
+            (:func:`rsm_hidden_ais`, hidden units with the words summed out).
         ais_min_effective_sample_size: the smallest effective sample size over the runs.
         ais_seconds: wall time of the AIS runs (0 when a finished estimate was reused).
         ais_base: the base distribution's description.
@@ -509,6 +511,7 @@ class RSMPerplexityReport(PerplexityReport):
     ais_min_effective_sample_size: float = math.nan
     ais_seconds: float = 0.0
     ais_base: str = ""
+    ais_space: str = "joint"
 
     def format(self) -> str:
         def interval(pair: tuple[float | None, float | None]) -> str:
@@ -519,7 +522,8 @@ class RSMPerplexityReport(PerplexityReport):
                 f"documents: {self.n_docs}   tokens: {self.n_tokens}   distinct lengths: {self.n_lengths}",
                 f"{'':28s}{'per-document':>14s}{'corpus':>12s}",
                 f"{'perplexity, AIS estimate':28s}{self.estimate_per_document:14.1f}{self.estimate_corpus:12.1f}"
-                f"   (log Z_D by AIS per length: {self.ais_chains} chains, {self.ais_temperatures} temperatures)",
+                f"   (log Z_D by AIS per length: {self.ais_chains} chains, {self.ais_temperatures} temperatures"
+                + (", over the hidden units with the words summed out)" if self.ais_space == "hidden" else ")"),
                 f"{'  log Z at -/+ 3 sd':28s}{interval(self.estimate_per_document_3sd):>14s}{interval(self.estimate_corpus_3sd):>12s}",
                 f"log p(word sequence) {self.log_p_nats_per_doc:.2f} nats/doc; log multinomial coefficient "
                 f"{self.log_multinomial_coefficient_nats_per_doc:.2f} nats/doc; min AIS ESS {self.ais_min_effective_sample_size:.1f}",
@@ -998,6 +1002,7 @@ class ReplicatedSoftmax(nn.Module):
         ais: dict[int, AISResult] | None = None,
         batch_size: int = 500,
         max_rows: int = 4096,
+        ais_space: str = "joint",
     ) -> RSMPerplexityReport:
         """Perplexities of ``corpus`` with ``log Z_D`` estimated by AIS for every distinct document length.
 
@@ -1010,6 +1015,10 @@ class ReplicatedSoftmax(nn.Module):
                 over the lengths of several sets); ``ais_chains``/``ais_betas``/``seed`` are then ignored.
             batch_size: documents per free-energy batch.
             max_rows: AIS chains moved at once.
+            ais_space: ``"joint"`` (default; :func:`rsm_ais`, the chain over words and hidden
+                units from the unigram base) or ``"hidden"`` (:func:`rsm_hidden_ais`, the
+                chain over the hidden units alone, which climbs to the converged value in
+                fewer temperatures on 20 Newsgroups but costs ``2 H`` log-sum-exps per sweep).
 
         Returns:
             An :class:`RSMPerplexityReport` (``estimate_*`` from AIS; ``bound_*`` NaN: the RSM has no bound).
@@ -1025,8 +1034,14 @@ class ReplicatedSoftmax(nn.Module):
             bad = torch.nonzero(lengths < 1).flatten()[:5].tolist()
             raise ValueError(f"documents {bad} are empty; drop empty documents first")
         distinct = sorted({int(d) for d in lengths.long().tolist()})
+        if ais_space not in ("joint", "hidden"):
+            raise ValueError(f"ais_space must be 'joint' or 'hidden', got {ais_space!r}")
         if ais is None:
-            ais = self.estimate_log_partitions(distinct, ais_chains, ais_betas, seed=seed, max_rows=max_rows)
+            if ais_space == "hidden":
+                gen = torch.Generator(device=self._device()).manual_seed(seed)
+                ais = rsm_hidden_ais(self, distinct, n_chains=ais_chains, betas=ais_betas, generator=gen, max_rows=max_rows)
+            else:
+                ais = self.estimate_log_partitions(distinct, ais_chains, ais_betas, seed=seed, max_rows=max_rows)
             seconds = sum(r.seconds for r in ais.values())
         else:
             seconds = 0.0
@@ -1071,7 +1086,9 @@ class ReplicatedSoftmax(nn.Module):
             ais_temperatures=runs[0].n_temperatures,
             ais_min_effective_sample_size=min(r.effective_sample_size for r in runs),
             ais_seconds=seconds,
-            ais_base="multinomial with the log smoothed unigram distribution of the training data, free hidden units",
+            ais_base=("uniform over the hidden units, words summed out in closed form" if ais_space == "hidden" else
+                      "multinomial with the log smoothed unigram distribution of the training data, free hidden units"),
+            ais_space=ais_space,
         )
 
     @torch.no_grad()
