@@ -384,7 +384,7 @@ def estimator_labels(name: str, report) -> tuple[str | None, str | None]:
         estimate = f"ordering ensemble (K = {k})"
     elif name == "rsm":
         bound = None
-        space = ", hidden units, words summed out" if getattr(report, "ais_space", "joint") == "hidden" else ""
+        space = ", hidden units, words summed out" if report.ais_space == "hidden" else ""
         estimate = f"AIS ({report.ais_chains} chains x {report.ais_temperatures} temperatures per length{space})"
     else:
         bound = "bound reported by LDABaseline"

@@ -362,39 +362,24 @@ def rsm_ais(
     Raises:
         ValueError: bad lengths, ``n_chains < 1`` or bad ``betas``.
     """
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
     W, b, a = rsm.weight, rsm.visible_bias, rsm.hidden_bias
     if base_bias is None:
         base_bias = getattr(rsm, "base_rate_bias", None)
         if base_bias is None:
             base_bias = torch.zeros_like(b)
-    if betas is None or isinstance(betas, int):
-        betas = betas_schedule(betas)
-    bl = _check_betas(betas).tolist()
     distinct = torch.unique(torch.as_tensor(lengths).flatten())
     RSMAnnealingPath(W, b, a, base_bias, distinct)  # validates the lengths once
-    group = max(1, max_rows // n_chains)
-    out: dict[int, AISResult] = {}
-    for start in range(0, distinct.numel(), group):
-        chunk = distinct[start : start + group]
-        t0 = time.perf_counter()
+
+    def run_group(chunk: torch.Tensor, bl: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
         path = RSMAnnealingPath(W, b, a, base_bias, chunk)
         state = path.sample_base(n_chains, generator)
         log_w = torch.zeros(state.shape[0], dtype=torch.float64)
         for k in range(1, len(bl)):
             increment, state = path.step(state, bl[k - 1], bl[k], generator, move=k < len(bl) - 1)
             log_w += increment.double().cpu()
-        log_z0 = path.log_base_partitions().cpu()
-        seconds = (time.perf_counter() - t0) / chunk.numel()
-        for i, d in enumerate(chunk.tolist()):
-            lw = log_w[i * n_chains : (i + 1) * n_chains]
-            log_z, lower, upper = log_mean_exp_interval(lw, float(log_z0[i]))
-            out[int(d)] = AISResult(
-                log_z=log_z, log_z_lower=lower, log_z_upper=upper, log_z_base=float(log_z0[i]), log_weights=lw.clone(),
-                n_chains=n_chains, n_temperatures=len(bl) - 1, seconds=seconds, extra={"length": int(d)},
-            )
-    return out
+        return log_w, path.log_base_partitions().cpu()
+
+    return _ais_by_length(distinct, n_chains, betas, max_rows, run_group, {})
 
 
 def rsm_hidden_ais(
@@ -421,11 +406,6 @@ def rsm_hidden_ais(
 
     Args / Returns / Raises: as :func:`rsm_ais` (no base bias: the base is uniform over ``h``).
     """
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
-    if betas is None or isinstance(betas, int):
-        betas = betas_schedule(betas)
-    bl = _check_betas(betas).tolist()
     distinct = torch.unique(torch.as_tensor(lengths).flatten())
     if distinct.numel() and int(distinct.min()) < 1:
         raise ValueError(f"lengths must be >= 1, got {int(distinct.min())}")
@@ -433,40 +413,64 @@ def rsm_hidden_ais(
     b, a = rsm.visible_bias.detach(), rsm.hidden_bias.detach()
     h_dim = W.shape[1]
     log2h = h_dim * math.log(2.0)
+
+    def run_group(chunk: torch.Tensor, bl: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        d = chunk.to(W).repeat_interleave(n_chains)  # (R,)
+        h = (torch.rand(d.numel(), h_dim, generator=generator, device=W.device) < 0.5).to(W.dtype)  # (R, H) ~ uniform
+        log_w = torch.zeros(d.numel(), dtype=torch.float64, device=W.device)
+        for k in range(1, len(bl)):
+            pre = h @ W.T + b  # (R, V), recomputed each sweep so flips do not accumulate rounding
+            lse = torch.logsumexp(pre, -1)  # (R,)
+            log_w += (bl[k] - bl[k - 1]) * ((d * (h @ a + lse)).double() + log2h)  # g_D(h) - log base(h)
+            if k == len(bl) - 1:
+                break
+            for j in range(h_dim):  # one log-sum-exp per bit: the current state's is kept in lse
+                sign = 1.0 - 2.0 * h[:, j]  # +1 if h_j = 0 (a flip turns it on), -1 if it is on
+                flipped = pre + sign.unsqueeze(1) * W[:, j]
+                lse_flipped = torch.logsumexp(flipped, -1)
+                delta = d * (a[j] + sign * (lse_flipped - lse))  # g_D(h_j = 1) - g_D(h_j = 0)
+                on = torch.rand(d.numel(), generator=generator, device=W.device) < torch.sigmoid(bl[k] * delta)
+                flip = on != h[:, j].bool()
+                h[:, j] = on.to(h.dtype)
+                pre = torch.where(flip.unsqueeze(1), flipped, pre)
+                lse = torch.where(flip, lse_flipped, lse)
+        return log_w.cpu(), torch.zeros(chunk.numel(), dtype=torch.float64)  # log Z_0 = 0: a normalised base
+
+    return _ais_by_length(distinct, n_chains, betas, max_rows, run_group, {"space": "hidden"})
+
+
+def _ais_by_length(
+    distinct: torch.Tensor,
+    n_chains: int,
+    betas: torch.Tensor | int | None,
+    max_rows: int,
+    run_group,
+    extra: dict,
+) -> dict[int, AISResult]:
+    """What :func:`rsm_ais` and :func:`rsm_hidden_ais` share: validation, grouping of lengths, results.
+
+    ``run_group(chunk, betas_list)`` runs ``n_chains`` chains for every length of ``chunk``
+    (those of one length contiguous) and returns their ``(len(chunk) * n_chains,)`` float64 log
+    weights and the ``(len(chunk),)`` base log-partitions ``log Z_0``.
+    """
+    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
+        raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
+    if betas is None or isinstance(betas, int):
+        betas = betas_schedule(betas)
+    bl = _check_betas(betas).tolist()
     group = max(1, max_rows // n_chains)
     out: dict[int, AISResult] = {}
     for start in range(0, distinct.numel(), group):
         chunk = distinct[start : start + group]
         t0 = time.perf_counter()
-        d = chunk.to(W).repeat_interleave(n_chains)  # (R,)
-        h = (torch.rand(d.numel(), h_dim, generator=generator, device=W.device) < 0.5).to(W.dtype)  # (R, H) ~ uniform
-        pre = h @ W.T + b  # (R, V)
-
-        def g(h: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-            return d * (h @ a + torch.logsumexp(pre, -1))  # (R,)
-
-        log_w = torch.zeros(d.numel(), dtype=torch.float64, device=W.device)
-        for k in range(1, len(bl)):
-            log_w += (bl[k] - bl[k - 1]) * (g(h, pre).double() + log2h)
-            if k == len(bl) - 1:
-                break
-            beta = bl[k]
-            for j in range(h_dim):
-                without = pre - h[:, j : j + 1] * W[:, j]
-                with_j = without + W[:, j]
-                delta = d * (a[j] + torch.logsumexp(with_j, -1) - torch.logsumexp(without, -1))
-                on = torch.rand(d.numel(), generator=generator, device=W.device) < torch.sigmoid(beta * delta)
-                h[:, j] = on.to(h.dtype)
-                pre = torch.where(on.unsqueeze(1), with_j, without)
+        log_w, log_z0 = run_group(chunk, bl)
         seconds = (time.perf_counter() - t0) / chunk.numel()
-        log_w = log_w.cpu()
-        for i, length in enumerate(chunk.tolist()):
+        for i, d in enumerate(chunk.tolist()):
             lw = log_w[i * n_chains : (i + 1) * n_chains]
-            log_z, lower, upper = log_mean_exp_interval(lw, 0.0)
-            out[int(length)] = AISResult(
-                log_z=log_z, log_z_lower=lower, log_z_upper=upper, log_z_base=0.0, log_weights=lw.clone(),
-                n_chains=n_chains, n_temperatures=len(bl) - 1, seconds=seconds,
-                extra={"length": int(length), "space": "hidden"},
+            log_z, lower, upper = log_mean_exp_interval(lw, float(log_z0[i]))
+            out[int(d)] = AISResult(
+                log_z=log_z, log_z_lower=lower, log_z_upper=upper, log_z_base=float(log_z0[i]), log_weights=lw.clone(),
+                n_chains=n_chains, n_temperatures=len(bl) - 1, seconds=seconds, extra={"length": int(d), **extra},
             )
     return out
 
