@@ -22,6 +22,8 @@ Models (``--models``)
 * ``bilstm-crf`` — :class:`latentnlp.models.sequence.neural_crf.BiLSTMCRF` (word
   embeddings + character BiLSTM [+ POS embeddings for chunking], BiLSTM, CRF),
   Adam, early stopping on dev F1 (chunking) or dev accuracy (UPOS) within ``--neural-minutes``.
+  ``--sparse-features`` adds the task's feature templates as indicator weights on the output
+  scores (Huang et al. 2015's BI-LSTM-CRF with features), L2 ``--sparse-c2`` as the CRF's c2.
 
 Feature templates (one set per task, fixed in advance, not tuned on test):
 chunking uses the CoNLL-2000 feature set of CRFsuite's example (words and POS
@@ -177,17 +179,21 @@ def run_crfsuite_pair(data, scheme, templates, c2, max_iterations, split):
     return out
 
 
-def run_bilstm_crf(data, scheme, minutes, epochs, seed, run_dir, args):
+def run_bilstm_crf(data, scheme, minutes, epochs, seed, run_dir, args, templates):
     from latentnlp.models.sequence.neural_crf import BiLSTMCRFConfig, train_bilstm_crf
     from latentnlp.training.trainer import TrainConfig
 
     feature_dims = {"pos": args.pos_dim} if data["train"][1] else {}
     config = BiLSTMCRFConfig(word_dim=args.word_dim, char_dim=30, char_hidden=args.char_hidden, feature_dims=feature_dims,
-                             hidden=args.hidden, dropout=0.5, word_dropout=args.word_dropout,
-                             lowercase_words=args.lowercase_words)
+                             hidden=args.hidden, dropout=args.dropout, word_dropout=args.word_dropout,
+                             lowercase_words=args.lowercase_words,
+                             sparse_templates=templates.to_dict() if args.sparse_features else None,
+                             sparse_min_count=args.sparse_min_count,
+                             sparse_l2=args.sparse_c2 / len(data["train_minus_dev"][0]) if args.sparse_features else 0.0)
     monitor = "valid_neg_f1" if scheme else "valid_error"
     tc = TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                     monitor=monitor, max_minutes=minutes, seed=seed, progress=False, grad_clip=5.0)
+                     monitor=monitor, max_minutes=minutes, seed=seed, progress=False, grad_clip=5.0,
+                     lr_schedule=args.lr_schedule)
 
     def scorer(pred, gold):
         return {"f1": chunk_scores(pred, gold, scheme=scheme).f1} if scheme else {}
@@ -223,6 +229,15 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
+                   help="BiLSTM-CRF step-size schedule over --epochs (cosine/linear decay to 0 at the last epoch)")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--sparse-features", action="store_true",
+                   help="BiLSTM-CRF: connect the feature CRF's attributes (the task's templates) to the output "
+                        "scores (Huang et al. 2015)")
+    p.add_argument("--sparse-min-count", type=int, default=1, help="drop sparse attributes seen fewer times in training")
+    p.add_argument("--sparse-c2", type=float, default=1.0,
+                   help="L2 on the sparse weights as the feature CRF's c2 (sparse_l2 = c2 / training sentences)")
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--word-dim", type=int, default=100)
     p.add_argument("--char-hidden", type=int, default=50)
@@ -257,7 +272,8 @@ def main(argv=None) -> int:
                                                            "train" if refit else "train_minus_dev")
         else:
             run_dir = args.run_dir or str(RESULTS.parent / "runs" / f"bilstm-crf-{args.task}")
-            models[name] = run_bilstm_crf(data, scheme, args.neural_minutes, args.epochs, args.seed, run_dir, args)
+            models[name] = run_bilstm_crf(data, scheme, args.neural_minutes, args.epochs, args.seed, run_dir, args,
+                                           templates)
         models[name if name != "crfsuite" else "crfsuite_vs_ours"]["wall_seconds"] = time.perf_counter() - t0
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(result, indent=2, default=float) + "\n")

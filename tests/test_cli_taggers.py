@@ -203,10 +203,14 @@ def test_bilstm_crf_selects_on_chunk_f1_with_a_scheme(data, tmp_path, monkeypatc
     out = tmp_path / "chunker"
     assert main(["train", "bilstm-crf", "--train", str(data["chunk_train"]), *CHUNK_COLUMNS, "--feature-columns", "pos",
                  "--scheme", "iob2", "--train-scheme", "iobes", "--feature-dim", "8", *TINY_BILSTM, "--epochs", "1",
-                 "--out", str(out)]) == 0
+                 "--sparse-features", "--sparse-window", "1", "--sparse-min-count", "2", "--out", str(out)]) == 0
     config = RunDirectory(out).read_config()
     assert config["train"]["train_config"]["monitor"] == "valid_neg_f1"
     assert config["model_config"]["feature_dims"] == {"pos": 8}
+    sparse = config["model_config"]["sparse_templates"]
+    assert sparse["columns"] == ["pos"] and sparse["window"] == 1 and config["model_config"]["sparse_min_count"] == 2
+    assert 0 < config["model_config"]["sparse_l2"] < 1
+    assert "pos[-1]|pos[+0]=DT|NN" in json.loads((out / "bilstm_crf.json").read_text())["attributes"]
     assert "valid_f1" in RunDirectory(out).read_metrics()[0]
     assert "f1" in json.loads((out / "dev_metrics.json").read_text())["scores"]
     rc, tagged, _ = _tag([str(out), "--input-format", "conll"], _blocks(data["chunk_test"], 0, 10), monkeypatch, capsys)

@@ -231,3 +231,93 @@ def test_token_accuracy():
         token_accuracy([["A"]], [["A", "B"]])
     with pytest.raises(ValueError, match="no tokens"):
         token_accuracy([], [])
+
+
+# ------------------------------------------------------------------ sparse features (Huang et al. 2015)
+SPARSE = {"window": 1, "lowercase": True, "word_bigrams": False, "affix": 2, "shape": True, "columns": ["pos"],
+          "column_window": 1, "column_ngrams": True}
+
+
+def sparse_model(seed: int = 0, **overrides) -> BiLSTMCRF:
+    config = BiLSTMCRFConfig(**(TINY | {"sparse_templates": SPARSE} | overrides))
+    v = build_vocabularies(WORDS, {"pos": POS}, TAGS, config)
+    with seeded(seed):
+        return BiLSTMCRF(config, words=v["words"], tags=v["tags"], chars=v["chars"], features=v["features"],
+                         singletons=v["singletons"], attributes=v["attributes"])
+
+
+def test_sparse_features_add_their_weights_to_the_unary_scores():
+    """P[b, n] with U minus P[b, n] with U = 0 is the sum of U over the token's known attributes (by hand)."""
+    from latentnlp.models.sequence.features import FeatureTemplates, token_attributes
+
+    model = sparse_model().eval()
+    assert model.config.columns == ["pos"]  # read by the templates although feature_dims is empty
+    attrs = model.attribute_index.attributes_
+    assert attrs == sorted(attrs) and "w[0]=cat" in attrs and "pos[-1]|pos[+0]=DT|NN" in attrs
+    with torch.no_grad():
+        model.sparse_weight.weight.normal_()
+        model.sparse_weight.weight[0].zero_()
+    words = [["the", "zebra", "sat"], ["cat"]]
+    pos = [["DT", "NN", "XX"], ["NN"]]
+    x = model.encode_batch(words, {"pos": pos})
+    assert x.attributes.shape[:2] == (2, 3) and (x.attributes[1, 1:] == 0).all()
+    with torch.no_grad():
+        full = model.unary(x)
+        U = model.sparse_weight.weight.clone()
+        model.sparse_weight.weight.zero_()
+        base = model.unary(x)
+    templates = FeatureTemplates.from_dict(SPARSE)
+    row = {a: k + 1 for k, a in enumerate(attrs)}
+    for b, sentence in enumerate(words):
+        for n in range(len(sentence)):
+            known = {row[a] for a in token_attributes(sentence, n, templates, {"pos": pos[b]}) if a in row}
+            assert "w[0]=zebra" not in row and len(known) > 3
+            torch.testing.assert_close(full[b, n] - base[b, n], U[sorted(known)].sum(0), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"features\['pos'\] is missing"):
+        model.encode_batch([["the"]])
+    with pytest.raises(ValueError, match="lacks the sparse attributes"):
+        model.unary(TaggerBatch(x.words, x.chars, x.char_lengths, {}, x.lengths))
+
+
+def test_sparse_l2_penalty_and_validation():
+    model = sparse_model(sparse_l2=0.01).eval()
+    with torch.no_grad():
+        model.sparse_weight.weight.uniform_(-1, 1)
+        model.sparse_weight.weight[0].zero_()
+    x = model.encode_batch(WORDS, {"pos": POS}, TAGS)
+    penalty = 0.01 * model.sparse_weight.weight.pow(2).sum()
+    torch.testing.assert_close(model(x)["loss"], -model.log_likelihood(x) + penalty)
+    for field, value in [("sparse_min_count", 0), ("sparse_l2", -1.0), ("sparse_l2", math.nan),
+                         ("sparse_templates", {"window": -1}), ("sparse_templates", {"nonsense": 1}),
+                         ("sparse_templates", "words")]:
+        with pytest.raises(ValueError, match="sparse"):
+            BiLSTMCRFConfig(**{field: value})
+    config = BiLSTMCRFConfig(**TINY, sparse_templates=SPARSE)
+    v = build_vocabularies(WORDS, {"pos": POS}, TAGS, config)
+    with pytest.raises(ValueError, match="attributes are needed"):
+        BiLSTMCRF(config, words=v["words"], tags=v["tags"], chars=v["chars"])
+    counted = build_vocabularies(WORDS, {"pos": POS}, TAGS, BiLSTMCRFConfig(**TINY, sparse_templates=SPARSE,
+                                                                            sparse_min_count=2))["attributes"]
+    assert "w[0]=cat" in counted and "w[0]=fast" not in counted and set(counted) < set(v["attributes"])
+
+
+def test_sparse_features_train_pad_and_round_trip(tmp_path):
+    """With only sparse features worth learning (tiny BiLSTM), training overfits; padding and metadata are exact."""
+    config = BiLSTMCRFConfig(**TINY, sparse_templates=SPARSE, sparse_l2=1e-4)
+    tc = TrainConfig(epochs=40, batch_size=5, learning_rate=0.05, patience=0, progress=False)
+    model, result = train_bilstm_crf((WORDS, {"pos": POS}, TAGS), (WORDS, {"pos": POS}, TAGS), config, tc,
+                                     run_dir=tmp_path / "run", seed=2)
+    assert result.best_value == 0.0 and model.tag(WORDS, {"pos": POS}) == TAGS
+    assert model.sparse_weight.weight.abs().sum() > 0 and (model.sparse_weight.weight[0] == 0).all()
+    alone = model.encode_batch(WORDS[3:4], {"pos": POS[3:4]}, TAGS[3:4])
+    batched = model.encode_batch(WORDS, {"pos": POS}, TAGS)
+    torch.testing.assert_close(model(alone)["loss"], model(batched)["loss"][3:4], atol=1e-5, rtol=1e-5)
+    meta = json.loads((tmp_path / "run" / "bilstm_crf.json").read_text())
+    assert meta["attributes"] == model.attribute_index.attributes_
+    atomic_save_tensors(tmp_path / "w.safetensors", dict(model.state_dict()), {"model": meta})
+    tensors, saved = load_tensors(tmp_path / "w.safetensors")
+    rebuilt = BiLSTMCRF.from_metadata(saved["model"])
+    rebuilt.load_state_dict(tensors)
+    test, feats = [["the", "dog", "ran", "home"], ["unseen", "cat"]], {"pos": [["DT", "NN", "VB", "NN"], ["NN", "NN"]]}
+    assert rebuilt.tag(test, feats) == model.tag(test, feats)
+    torch.testing.assert_close(rebuilt.eval()(batched)["loss"], model(batched)["loss"])

@@ -22,7 +22,8 @@ default all four). ``--token-column`` (default: the first column) holds the
 tokens, ``--tag-column`` (default: the last column) the gold tags, and
 ``--feature-columns`` extra discrete inputs (CoNLL-2000's POS tags): feature
 templates of the MEMM / CRF (:class:`~latentnlp.models.sequence.features.FeatureTemplates`),
-embeddings of the BiLSTM-CRF. The tag column can be neither the token column nor
+embeddings of the BiLSTM-CRF (whose ``--sparse-features`` also feed them, with the
+words, to the CRF's templates connected to its output scores). The tag column can be neither the token column nor
 a feature column.
 
 Development set. Without ``--dev``, ``round(--dev-fraction * D)`` training
@@ -177,6 +178,16 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--word-dropout", type=float, default=0.0,
                    help="probability of replacing a singleton training word by <unk> (paper: 0.5; default off)")
     p.add_argument("--lowercase-words", action="store_true", help="look words up lower-cased (characters keep case)")
+    p.add_argument("--sparse-features", action="store_true",
+                   help="add the feature CRF's indicator attributes (words, affixes, shapes, feature-column n-grams) "
+                        "as weights connected to the output scores (Huang et al. 2015)")
+    p.add_argument("--sparse-window", type=int, default=2, help="token window of the sparse features (default %(default)s)")
+    p.add_argument("--sparse-affix", type=int, default=4, help="affix length of the sparse features (default %(default)s)")
+    p.add_argument("--sparse-min-count", type=int, default=1,
+                   help="sparse attributes seen fewer times in training are dropped (default %(default)s)")
+    p.add_argument("--sparse-c2", type=float, default=1.0,
+                   help="L2 penalty c2 * ||U||^2 on the sparse weights over the training corpus, as the CRF's c2 "
+                        "(default %(default)s)")
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without dev improvement before stopping (0: never; default %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
@@ -371,6 +382,7 @@ def _train_loglinear(args, run: RunDirectory, words, tags, feats, features) -> t
 
 
 def _train_bilstm(args, run: RunDirectory, ctx, data: dict, train, dev) -> tuple[dict, dict]:
+    from ..models.sequence.features import FeatureTemplates
     from ..models.sequence.neural_crf import BiLSTMCRFConfig, train_bilstm_crf
     from ..training.seeding import seeded
     from ..training.trainer import TrainConfig
@@ -380,6 +392,10 @@ def _train_bilstm(args, run: RunDirectory, ctx, data: dict, train, dev) -> tuple
         word_dim=args.word_dim, char_dim=args.char_dim, char_hidden=args.char_hidden,
         feature_dims={f: args.feature_dim for f in features}, hidden=args.hidden, dropout=args.dropout,
         word_dropout=args.word_dropout, lowercase_words=args.lowercase_words,
+        sparse_templates=FeatureTemplates(window=args.sparse_window, affix=args.sparse_affix,
+                                          columns=tuple(features)).to_dict() if args.sparse_features else None,
+        sparse_min_count=args.sparse_min_count,
+        sparse_l2=args.sparse_c2 / max(len(train[0]), 1) if args.sparse_features else 0.0,
     )
     scheme = args.train_scheme or args.scheme
     train_config = TrainConfig(

@@ -204,19 +204,22 @@ class FeatureIndex:
         self._ids = {a: k for k, a in enumerate(self.attributes_)}
         return self
 
+    def lookup(self, attributes: Sequence[str]) -> list[int]:
+        """Sorted distinct columns of the known strings among one token's ``attributes`` (unknown ones are dropped)."""
+        ids = self._ids
+        return sorted({ids[a] for a in attributes if a in ids})
+
     def transform(self, attributes: Sequence[Sequence[Sequence[str]]]) -> tuple[sp.csr_matrix, np.ndarray]:
         """The 0/1 matrix ``X (T, A)`` (CSR, float64) and sentence offsets ``(D + 1,)`` (rows of sentence ``d``
         are ``offsets[d]:offsets[d + 1]``). Unknown attributes are dropped."""
         if not self.attributes_:
             raise ValueError("FeatureIndex is not fitted (no attributes)")
-        ids = self._ids
         indptr = [0]
         indices: list[int] = []
         offsets = [0]
         for sent in attributes:
             for tok in sent:
-                cols = {ids[a] for a in tok if a in ids}
-                indices.extend(sorted(cols))
+                indices.extend(self.lookup(tok))
                 indptr.append(len(indices))
             offsets.append(len(indptr) - 1)
         indices_arr = np.asarray(indices, dtype=np.int32)

@@ -28,6 +28,17 @@ characters (of the original word forms) and each feature column have id 0 =
 are needed; scoring compares strings). A training string that is literally
 ``<pad>`` or ``<unk>`` shares the special entry.
 
+Sparse features connected to the output (``sparse_templates``; Huang, Xu & Yu
+2015, Sec. 3.4 and Table 4, "BI-LSTM-CRF" with spelling and context features):
+the indicator attributes of the feature-based CRF
+(:class:`~latentnlp.models.sequence.features.FeatureTemplates`: words in a window,
+affixes, shapes, POS n-grams ...) each get a weight vector over the ``C`` tags,
+added to the BiLSTM's unary scores, ``P[b, n] += sum_{a in A(x, n)} U[a]``. The
+attribute index is fitted on the training sentences (``sparse_min_count``); unseen
+attributes are ignored. ``sparse_l2`` adds ``sparse_l2 * ||U||^2`` to every
+sentence's loss, i.e. the feature CRF's ``c2 * ||U||^2`` on the corpus sum when
+``sparse_l2 = c2 / D_train``. Off by default.
+
 Word dropout (``word_dropout``; Lample et al. 2016, Sec. 4: 0.5): during
 training, each occurrence of a word seen exactly once in the training data is
 replaced by ``<unk>`` with this probability, so that the ``<unk>`` embedding is
@@ -57,6 +68,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ...data.vocab import Vocabulary
 from ...evaluation.tagging import token_accuracy
 from .crf_layer import CRFLayer
+from .features import FeatureIndex, FeatureTemplates, sentence_attributes
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...training.trainer import TrainConfig, TrainResult
@@ -97,6 +109,11 @@ class BiLSTMCRFConfig:
         word_dropout: probability that a training occurrence of a word seen once in
             the training data is replaced by ``<unk>`` (Lample et al.: 0.5; default 0, off).
         lowercase_words: look words up lower-cased (the characters keep their case).
+        sparse_templates: ``FeatureTemplates.to_dict()`` of sparse indicator attributes
+            connected directly to the output scores (Huang et al. 2015, Sec. 3.4); ``None``
+            (default) turns them off. Their ``columns`` must be extra columns the model is given.
+        sparse_min_count: attributes seen fewer times in training get no weight.
+        sparse_l2: L2 penalty on the sparse weights added to each sentence's loss (nats).
 
     Raises:
         ValueError: on a non-positive size, a probability outside its range or a bad feature name.
@@ -111,6 +128,9 @@ class BiLSTMCRFConfig:
     dropout: float = 0.5
     word_dropout: float = 0.0
     lowercase_words: bool = False
+    sparse_templates: dict | None = None
+    sparse_min_count: int = 1
+    sparse_l2: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("word_dim", "char_dim", "hidden", "layers"):
@@ -133,7 +153,30 @@ class BiLSTMCRFConfig:
             raise ValueError(f"BiLSTMCRFConfig.word_dropout must be in [0, 1], got {self.word_dropout!r}")
         if not isinstance(self.lowercase_words, bool):
             raise ValueError(f"BiLSTMCRFConfig.lowercase_words must be a bool, got {self.lowercase_words!r}")
+        if self.sparse_templates is not None:
+            if isinstance(self.sparse_templates, FeatureTemplates):
+                self.sparse_templates = self.sparse_templates.to_dict()
+            if not isinstance(self.sparse_templates, Mapping):
+                raise ValueError(f"BiLSTMCRFConfig.sparse_templates must be a FeatureTemplates dict, got {self.sparse_templates!r}")
+            try:
+                self.sparse_templates = FeatureTemplates.from_dict(self.sparse_templates).to_dict()
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"BiLSTMCRFConfig.sparse_templates: {e}") from e
+        if isinstance(self.sparse_min_count, bool) or not isinstance(self.sparse_min_count, int) or self.sparse_min_count < 1:
+            raise ValueError(f"BiLSTMCRFConfig.sparse_min_count must be a positive integer, got {self.sparse_min_count!r}")
+        if not (isinstance(self.sparse_l2, (int, float)) and math.isfinite(self.sparse_l2) and self.sparse_l2 >= 0):
+            raise ValueError(f"BiLSTMCRFConfig.sparse_l2 must be a finite number >= 0, got {self.sparse_l2!r}")
 
+    @property
+    def templates(self) -> FeatureTemplates | None:
+        """The sparse feature templates, or ``None`` when they are off."""
+        return None if self.sparse_templates is None else FeatureTemplates.from_dict(self.sparse_templates)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every extra input column the model reads: ``feature_dims`` and the sparse templates' ``columns``."""
+        t = self.templates
+        return sorted(set(self.feature_dims) | set(t.columns if t is not None else ()))
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -158,6 +201,8 @@ class TaggerBatch:
         features: ``{column: (B, N) long ids}``, 0 at padding.
         lengths: ``(B,)`` long, words per sentence (``>= 1``).
         tags: ``(B, N)`` long tag ids with ``-1`` at padding, or ``None`` (prediction only).
+        attributes: ``(B, N, K)`` long sparse attribute ids (1-based; 0 at padding), or
+            ``None`` when the model has no sparse features.
     """
 
     words: torch.Tensor
@@ -166,6 +211,7 @@ class TaggerBatch:
     features: dict[str, torch.Tensor]
     lengths: torch.Tensor
     tags: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.lengths.shape[0]
@@ -178,6 +224,7 @@ class TaggerBatch:
             features={k: v.to(device) for k, v in self.features.items()},
             lengths=self.lengths.to(device),
             tags=None if self.tags is None else self.tags.to(device),
+            attributes=None if self.attributes is None else self.attributes.to(device),
         )
 
 
@@ -190,6 +237,7 @@ class _Encoded:
     char_lengths: torch.Tensor  # (L,)
     features: dict[str, torch.Tensor]  # {column: (L,)}
     tags: torch.Tensor | None  # (L,)
+    attributes: torch.Tensor | None = None  # (L, K) sparse attribute ids, 0 = padding
 
 
 def _special_vocab(sentences: Iterable[Iterable[str]]) -> Vocabulary:
@@ -231,21 +279,23 @@ def build_vocabularies(
     Args:
         words: training sentences (lists of word strings).
         features: ``{column: sentences of strings}`` aligned with ``words``; must hold
-            every column of ``config.feature_dims`` (other columns are ignored).
+            every column of ``config.columns`` (other columns are ignored).
         tags: gold tag strings aligned with ``words``.
         config: the architecture (its ``lowercase_words`` and ``feature_dims`` are used).
 
     Returns:
-        ``{"words", "chars", "tags", "features", "singletons"}``: word, character and
+        ``{"words", "chars", "tags", "features", "singletons", "attributes"}``: word, character and
         feature vocabularies with :data:`PAD` = 0 and :data:`UNK` = 1 (``chars`` is
         ``None`` when ``char_hidden == 0``), the closed tag vocabulary in order of first
-        occurrence, and the sorted ids of words seen exactly once (for ``word_dropout``).
+        occurrence, the sorted ids of words seen exactly once (for ``word_dropout``), and
+        the sorted sparse attributes seen ``sparse_min_count`` times (``None`` when
+        ``config.sparse_templates`` is ``None``).
 
     Raises:
         ValueError: on an empty sentence, a missing feature column or misaligned columns.
     """
     names = list(config.feature_dims)
-    _check_columns(words, features, tags, names)
+    _check_columns(words, features, tags, config.columns)
     forms = [[w.lower() for w in s] for s in words] if config.lowercase_words else words
     word_vocab = _special_vocab(forms)
     counts: dict[int, int] = {}
@@ -256,12 +306,18 @@ def build_vocabularies(
     singletons = sorted(i for i, c in counts.items() if c == 1 and i > 1)
     chars = _special_vocab(w for s in words for w in s) if config.char_hidden > 0 else None
     feats = {name: _special_vocab(features[name]) for name in names}  # type: ignore[index]
+    attributes = None
+    templates = config.templates
+    if templates is not None:
+        index = FeatureIndex(templates, config.sparse_min_count)
+        attributes = index.fit(index.attributes(words, features)).attributes_
     return {
         "words": word_vocab,
         "chars": chars,
         "tags": Vocabulary.from_sentences(tags),
         "features": feats,
         "singletons": singletons,
+        "attributes": attributes,
     }
 
 
@@ -286,12 +342,15 @@ class BiLSTMCRF(nn.Module):
         chars: character vocabulary with :data:`PAD` and :data:`UNK`; required iff ``config.char_hidden > 0``.
         features: one vocabulary (with :data:`PAD` and :data:`UNK`) per column of ``config.feature_dims``.
         singletons: ids of the words that ``word_dropout`` may replace by ``<unk>``.
+        attributes: the sparse attribute strings (``U`` has one row per attribute, plus
+            row 0 for padding); required iff ``config.sparse_templates`` is set.
 
     Use :func:`build_vocabularies` to make the vocabularies and :func:`train_bilstm_crf` to train.
 
     Raises:
         ValueError: on a vocabulary without ``<pad>``/``<unk>``, a missing or extra
-            vocabulary, an empty tag set or a singleton id outside the word vocabulary.
+            vocabulary, an empty tag set, a singleton id outside the word vocabulary, or
+            attributes given without (or missing with) ``config.sparse_templates``.
     """
 
     def __init__(
@@ -302,6 +361,7 @@ class BiLSTMCRF(nn.Module):
         chars: Vocabulary | None = None,
         features: Mapping[str, Vocabulary] | None = None,
         singletons: Iterable[int] = (),
+        attributes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         features = dict(features or {})
@@ -348,6 +408,15 @@ class BiLSTMCRF(nn.Module):
         )
         self.projection = nn.Linear(2 * config.hidden, len(tags))
         self.crf = CRFLayer(len(tags))
+        templates = config.templates
+        if (attributes is None) != (templates is None):
+            raise ValueError("attributes are needed iff config.sparse_templates is set (see build_vocabularies)")
+        self.attribute_index: FeatureIndex | None = None
+        if templates is not None:
+            assert attributes is not None
+            self.attribute_index = FeatureIndex(templates, config.sparse_min_count, list(attributes))
+            self.sparse_weight = nn.Embedding(len(attributes) + 1, len(tags), padding_idx=0)  # U: (A + 1, C)
+            nn.init.zeros_(self.sparse_weight.weight)
 
     # ------------------------------------------------------------ encoding
     @property
@@ -378,7 +447,15 @@ class BiLSTMCRF(nn.Module):
                 bad = tags[ids.index(-1)]
                 raise ValueError(f"sentence {i}: tag {bad!r} is not in the tag vocabulary ({len(self.tags)} tags)")
             tag_ids = torch.tensor(ids, dtype=torch.long)
-        return _Encoded(word_ids, chars, char_lengths, feats, tag_ids)
+        attr_ids = None
+        if self.attribute_index is not None:
+            index = self.attribute_index
+            per_token = [[k + 1 for k in index.lookup(tok)]  # row 0 of U is padding
+                         for tok in sentence_attributes(words, index.templates, {c: features[c] for c in index.templates.columns})]
+            attr_ids = torch.zeros(len(words), max(1, max(len(t) for t in per_token)), dtype=torch.long)
+            for n, t in enumerate(per_token):
+                attr_ids[n, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return _Encoded(word_ids, chars, char_lengths, feats, tag_ids, attr_ids)
 
     def encode_sentences(
         self, words: Sentences, features: Mapping[str, Sentences] | None = None, tags: Sentences | None = None
@@ -389,10 +466,11 @@ class BiLSTMCRF(nn.Module):
             ValueError: on an empty sentence, a missing or misaligned column, or a tag
                 outside the tag vocabulary (naming the sentence and the tag).
         """
-        _check_columns(words, features, tags, list(self.features))
+        columns = self.config.columns
+        _check_columns(words, features, tags, columns)
         features = features or {}
         return [
-            self._encode_one(w, {name: features[name][i] for name in self.features}, None if tags is None else tags[i], i)
+            self._encode_one(w, {name: features[name][i] for name in columns}, None if tags is None else tags[i], i)
             for i, w in enumerate(words)
         ]
 
@@ -417,6 +495,9 @@ class BiLSTMCRF(nn.Module):
         char_lengths = torch.zeros(B, N, dtype=torch.long)
         features = {name: torch.zeros(B, N, dtype=torch.long) for name in items[0].features}
         tags = torch.full((B, N), -1, dtype=torch.long) if has_tags == {True} else None
+        attributes = None
+        if items[0].attributes is not None:
+            attributes = torch.zeros(B, N, max(it.attributes.shape[1] for it in items), dtype=torch.long)
         for b, it in enumerate(items):
             L = it.words.shape[0]
             words[b, :L] = it.words
@@ -426,7 +507,9 @@ class BiLSTMCRF(nn.Module):
                 features[name][b, :L] = ids
             if tags is not None:
                 tags[b, :L] = it.tags
-        return TaggerBatch(words, chars, char_lengths, features, lengths, tags)
+            if attributes is not None:
+                attributes[b, :L, : it.attributes.shape[1]] = it.attributes
+        return TaggerBatch(words, chars, char_lengths, features, lengths, tags, attributes)
 
     def encode_batch(
         self, words: Sentences, features: Mapping[str, Sentences] | None = None, tags: Sentences | None = None
@@ -436,7 +519,7 @@ class BiLSTMCRF(nn.Module):
         Args:
             words: ``B`` sentences of word strings (each non-empty).
             features: ``{column: sentences}`` aligned with ``words``; needs every column
-                of ``config.feature_dims`` (others are ignored).
+                of ``config.columns`` (others are ignored).
             tags: gold tag strings aligned with ``words``, or ``None``.
 
         Raises:
@@ -505,7 +588,12 @@ class BiLSTMCRF(nn.Module):
         packed = pack_padded_sequence(h, x.lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=N)  # (B, N, 2 * hidden), 0 at padding
-        return self.projection(self.dropout(out))  # (B, N, C)
+        scores = self.projection(self.dropout(out))  # (B, N, C)
+        if self.attribute_index is not None:
+            if x.attributes is None:
+                raise ValueError("the batch lacks the sparse attributes (encode it with this model)")
+            scores = scores + self.sparse_weight(x.attributes).sum(dim=2)  # (B, N, K, C) -> (B, N, C)
+        return scores
 
     def log_likelihood(self, x: TaggerBatch, noise: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(tags | words)``, ``(B,)`` nats per sentence.
@@ -519,8 +607,12 @@ class BiLSTMCRF(nn.Module):
         return self.crf.log_likelihood(unary, x.tags.to(unary.device), x.lengths.to(unary.device))
 
     def forward(self, x: TaggerBatch, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Training interface of the shared Trainer: ``{"loss": -log p(tags | words)}``, ``(B,)`` nats per sentence."""
-        return {"loss": -self.log_likelihood(x, noise)}
+        """Training interface of the shared Trainer: ``{"loss": -log p(tags | words)}``, ``(B,)`` nats per sentence,
+        plus ``sparse_l2 * ||U||^2`` per sentence when the sparse features are regularised."""
+        loss = -self.log_likelihood(x, noise)
+        if self.attribute_index is not None and self.config.sparse_l2 > 0:
+            loss = loss + self.config.sparse_l2 * self.sparse_weight.weight.pow(2).sum()
+        return {"loss": loss}
 
     def optimization_phases(self, alternate: bool) -> dict[str, list[nn.Parameter]]:
         """One joint phase (the model has no alternating scheme).
@@ -573,6 +665,7 @@ class BiLSTMCRF(nn.Module):
             "features": {name: v.to_json() for name, v in self.features.items()},
             "tags": self.tags.to_json(),
             "singletons": list(self.singletons),
+            "attributes": None if self.attribute_index is None else list(self.attribute_index.attributes_),
         }
 
     @classmethod
@@ -596,6 +689,7 @@ class BiLSTMCRF(nn.Module):
             chars=None if chars is None else Vocabulary.from_json(chars),
             features={name: Vocabulary.from_json(v) for name, v in metadata.get("features", {}).items()},
             singletons=metadata.get("singletons", ()),
+            attributes=metadata.get("attributes"),
         )
 
 
@@ -628,7 +722,7 @@ def train_bilstm_crf(
 
     Args:
         train: ``(words, features, tags)``: sentences of word strings, ``{column: sentences}``
-            (or ``None`` when ``config.feature_dims`` is empty) and gold tag strings.
+            (or ``None`` when ``config.columns`` is empty) and gold tag strings.
         dev: the same for the development set (never the test set); dev tags unseen
             in training are simply always wrong.
         config: the architecture.
@@ -666,6 +760,7 @@ def train_bilstm_crf(
             chars=vocabs["chars"],
             features=vocabs["features"],
             singletons=vocabs["singletons"],
+            attributes=vocabs["attributes"],
         )
     if device is not None:
         model.to(device)
