@@ -201,14 +201,21 @@ def run_bilstm_crf(data, scheme, minutes, epochs, seed, run_dir, args, templates
     words, cols, tags = data["train_minus_dev"]
     train = (words, cols or None, tags)
     dev = (data["dev"][0], data["dev"][1] or None, data["dev"][2])
+    vectors = None
+    if args.word_vectors:
+        from latentnlp.data.vectors import read_word_vectors
+
+        vectors = read_word_vectors(args.word_vectors)
     t0 = time.perf_counter()
     model, result = train_bilstm_crf(train, dev, config, tc, run_dir=run_dir, seed=seed,
-                                     dev_scorer=scorer if scheme else None)
+                                     dev_scorer=scorer if scheme else None, word_vectors=vectors)
     seconds = time.perf_counter() - t0
     test_words, test_cols, test_tags = data["test"]
     pred = model.tag(test_words, test_cols or None)
     epochs_run = result.epochs_completed
-    return {"config": config.to_dict(), "train_config": {k: v for k, v in tc.to_dict().items() if k != "betas"},
+    return {"config": config.to_dict(), "word_vectors": None if vectors is None else
+            {"file": args.word_vectors, "words": len(vectors), "dim": vectors.dim,
+             "vocabulary": len(model.words)}, "train_config": {k: v for k, v in tc.to_dict().items() if k != "betas"},
             "test": score(pred, test_tags, scheme), "train_seconds": seconds, "trainer_seconds": result.seconds,
             "epochs_run": epochs_run, "seconds_per_epoch": result.seconds / epochs_run if epochs_run else None,
             "best_epoch": result.best_epoch, "best_dev_value": result.best_value, "stop_reason": result.stop_reason,
@@ -232,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
                    help="BiLSTM-CRF step-size schedule over --epochs (cosine/linear decay to 0 at the last epoch)")
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--word-vectors", default=None,
+                   help="BiLSTM-CRF: pretrained word vectors, word2vec text format (benchmarks/word_vectors.py)")
     p.add_argument("--sparse-features", action="store_true",
                    help="BiLSTM-CRF: connect the feature CRF's attributes (the task's templates) to the output "
                         "scores (Huang et al. 2015)")

@@ -201,9 +201,14 @@ def test_bilstm_crf_evaluate_without_scheme(bilstm_run, data, capsys):
 
 def test_bilstm_crf_selects_on_chunk_f1_with_a_scheme(data, tmp_path, monkeypatch, capsys):
     out = tmp_path / "chunker"
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("3 16\n" + "".join(f"{w} " + " ".join(["0.25"] * 16) + "\n" for w in ("the", "Xylophone", "of")))
     assert main(["train", "bilstm-crf", "--train", str(data["chunk_train"]), *CHUNK_COLUMNS, "--feature-columns", "pos",
                  "--scheme", "iob2", "--train-scheme", "iobes", "--feature-dim", "8", *TINY_BILSTM, "--epochs", "1",
-                 "--sparse-features", "--sparse-window", "1", "--sparse-min-count", "2", "--out", str(out)]) == 0
+                 "--sparse-features", "--sparse-window", "1", "--sparse-min-count", "2", "--word-vectors", str(vectors),
+                 "--out", str(out)]) == 0
+    assert RunDirectory(out).read_config()["train"]["word_vectors"]["words"] == 3
+    assert "Xylophone" in json.loads((out / "bilstm_crf.json").read_text())["words"]["tokens"]
     config = RunDirectory(out).read_config()
     assert config["train"]["train_config"]["monitor"] == "valid_neg_f1"
     assert config["model_config"]["feature_dims"] == {"pos": 8}

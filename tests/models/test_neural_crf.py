@@ -321,3 +321,41 @@ def test_sparse_features_train_pad_and_round_trip(tmp_path):
     test, feats = [["the", "dog", "ran", "home"], ["unseen", "cat"]], {"pos": [["DT", "NN", "VB", "NN"], ["NN", "NN"]]}
     assert rebuilt.tag(test, feats) == model.tag(test, feats)
     torch.testing.assert_close(rebuilt.eval()(batched)["loss"], model(batched)["loss"])
+
+
+# ------------------------------------------------------------------ pretrained word vectors
+def test_word_vectors_extend_the_vocabulary_and_start_the_embeddings():
+    from latentnlp.data.vectors import WordVectors
+
+    vectors = WordVectors(["The", "zebra", "cat", "giraffe"], torch.arange(32, dtype=torch.float32).view(4, 8))
+    config = BiLSTMCRFConfig(**TINY, feature_dims={"pos": 4})
+    plain = build_vocabularies(WORDS, {"pos": POS}, TAGS, config)
+    v = build_vocabularies(WORDS, {"pos": POS}, TAGS, config, extra_words=vectors.words)
+    n = len(plain["words"])
+    assert v["words"].tokens[:n] == plain["words"].tokens  # training ids unchanged
+    assert v["words"].tokens[n:] == ("The", "zebra", "giraffe") and v["singletons"] == plain["singletons"]
+    lower = build_vocabularies(WORDS, {"pos": POS}, TAGS, BiLSTMCRFConfig(**TINY, lowercase_words=True),
+                               extra_words=vectors.words)["words"]
+    assert "The" not in lower and lower.tokens[-2:] == ("zebra", "giraffe")
+
+    model, _ = train_bilstm_crf((WORDS, {"pos": POS}, TAGS), (WORDS, {"pos": POS}, TAGS), config,
+                                TrainConfig(epochs=1, batch_size=5, learning_rate=1e-9, progress=False),
+                                word_vectors=vectors)
+    E = model.word_embedding.weight.detach()
+    for word, row in [("zebra", 1), ("cat", 2), ("The", 0), ("giraffe", 3)]:
+        torch.testing.assert_close(E[model.words[word]], vectors.vectors[row], atol=1e-5, rtol=0)
+    assert not torch.allclose(E[model.words["the"]], vectors.vectors[0])  # 'The' is not the lower-cased form of 'the'
+    assert model.encode_batch([["giraffe"]], {"pos": [["NN"]]}).words[0, 0].item() == model.words["giraffe"]
+    fresh = tiny_model()
+    assert fresh.load_word_vectors(vectors) == 1  # only 'cat' is in the training vocabulary
+    with pytest.raises(ValueError, match="3 dimensions, the model's word_dim is 8"):
+        fresh.load_word_vectors(WordVectors(["cat"], torch.zeros(1, 3)))
+
+
+def test_lowercased_lookup_falls_back_to_the_lower_case_vector():
+    from latentnlp.data.vectors import WordVectors
+
+    model = tiny_model()
+    vectors = WordVectors(["dog"], torch.ones(1, 8))
+    assert model.load_word_vectors(vectors) == 2  # 'dog' and 'Dog'
+    torch.testing.assert_close(model.word_embedding.weight[model.words["Dog"]].detach(), torch.ones(8))

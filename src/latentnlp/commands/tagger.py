@@ -178,6 +178,11 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--word-dropout", type=float, default=0.0,
                    help="probability of replacing a singleton training word by <unk> (paper: 0.5; default off)")
     p.add_argument("--lowercase-words", action="store_true", help="look words up lower-cased (characters keep case)")
+    p.add_argument("--word-vectors", metavar="FILE",
+                   help="pretrained word vectors (word2vec/GloVe text format, dimension --word-dim): their words join "
+                        "the vocabulary and start from them (e.g. benchmarks/word_vectors.py)")
+    p.add_argument("--max-word-vectors", type=int, default=None, metavar="N",
+                   help="read only the first N vectors of --word-vectors (word2vec files are sorted by frequency)")
     p.add_argument("--sparse-features", action="store_true",
                    help="add the feature CRF's indicator attributes (words, affixes, shapes, feature-column n-grams) "
                         "as weights connected to the output scores (Huang et al. 2015)")
@@ -414,7 +419,14 @@ def _train_bilstm(args, run: RunDirectory, ctx, data: dict, train, dev) -> tuple
         if not same:
             raise ValueError(f"{run.path} holds a checkpoint of another model or data; "
                              "pass --no-resume to start over or choose another --out")
+    vectors = None
     train_record: dict[str, Any] = {"train_config": train_config.to_dict(), "device": device}
+    if args.word_vectors:
+        from ..data.vectors import read_word_vectors
+
+        vectors = read_word_vectors(args.word_vectors, max_words=args.max_word_vectors)
+        train_record["word_vectors"] = {"file": str(Path(args.word_vectors).resolve()), "words": len(vectors),
+                                        "dim": vectors.dim}
     if ctx.is_main:  # written first, so that a resumed run can be checked against it
         run.write_config({"model": "bilstm-crf", "model_config": model_config.to_dict(), "train": train_record,
                           "data": data, "seed": args.seed, "world_size": ctx.world_size})
@@ -425,7 +437,8 @@ def _train_bilstm(args, run: RunDirectory, ctx, data: dict, train, dev) -> tuple
 
     with seeded(args.seed):  # initial weights, and the dropout masks (torch's global RNG, restored afterwards)
         model, result = train_bilstm_crf(train, dev, model_config, train_config, run_dir=run.path, seed=args.seed,
-                                         dev_scorer=dev_scorer if scheme else None, device=device)
+                                         dev_scorer=dev_scorer if scheme else None, device=device,
+                                         word_vectors=vectors)
     if ctx.is_main:
         model.to("cpu")
         atomic_save_tensors(run.file(run.WEIGHTS), {k: v.cpu() for k, v in model.state_dict().items()},

@@ -39,6 +39,12 @@ attributes are ignored. ``sparse_l2`` adds ``sparse_l2 * ||U||^2`` to every
 sentence's loss, i.e. the feature CRF's ``c2 * ||U||^2`` on the corpus sum when
 ``sparse_l2 = c2 / D_train``. Off by default.
 
+Pretrained word vectors (``train_bilstm_crf(..., word_vectors=...)``; Lample et
+al. 2016, Sec. 4.1; Huang et al. 2015, Sec. 4.3): the words of the vectors file join
+the word vocabulary after the training words, and every word with a vector (looked
+up as is, else lower-cased) starts from it; the others keep the uniform start. All
+rows are fine-tuned.
+
 Word dropout (``word_dropout``; Lample et al. 2016, Sec. 4: 0.5): during
 training, each occurrence of a word seen exactly once in the training data is
 replaced by ``<unk>`` with this probability, so that the ``<unk>`` embedding is
@@ -65,6 +71,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ...data.vectors import WordVectors
 from ...data.vocab import Vocabulary
 from ...evaluation.tagging import token_accuracy
 from .crf_layer import CRFLayer
@@ -273,6 +280,7 @@ def build_vocabularies(
     features: Mapping[str, Sentences] | None,
     tags: Sentences,
     config: BiLSTMCRFConfig,
+    extra_words: Iterable[str] = (),
 ) -> dict:
     """Vocabularies of a training set, as :class:`BiLSTMCRF` takes them.
 
@@ -282,6 +290,9 @@ def build_vocabularies(
             every column of ``config.columns`` (other columns are ignored).
         tags: gold tag strings aligned with ``words``.
         config: the architecture (its ``lowercase_words`` and ``feature_dims`` are used).
+        extra_words: words outside the training data that get a row of the word embedding
+            anyway (the words of pretrained vectors), after the training words (lower-cased
+            with ``lowercase_words``); they are never singletons.
 
     Returns:
         ``{"words", "chars", "tags", "features", "singletons", "attributes"}``: word, character and
@@ -304,6 +315,8 @@ def build_vocabularies(
             i = word_vocab[w]
             counts[i] = counts.get(i, 0) + 1
     singletons = sorted(i for i, c in counts.items() if c == 1 and i > 1)
+    extra = (w.lower() for w in extra_words) if config.lowercase_words else extra_words
+    word_vocab = _special_vocab([list(word_vocab.tokens[2:]) + list(extra)])
     chars = _special_vocab(w for s in words for w in s) if config.char_hidden > 0 else None
     feats = {name: _special_vocab(features[name]) for name in names}  # type: ignore[index]
     attributes = None
@@ -527,6 +540,35 @@ class BiLSTMCRF(nn.Module):
         """
         return self.collate(self.encode_sentences(words, features, tags))
 
+    def load_word_vectors(self, vectors: WordVectors) -> int:
+        """Start every word with a pretrained vector from it (exact form first, then lower-cased).
+
+        Args:
+            vectors: :class:`~latentnlp.data.vectors.WordVectors` of dimension ``config.word_dim``.
+
+        Returns:
+            How many rows of the word embedding were set (never :data:`PAD` or :data:`UNK`).
+
+        Raises:
+            ValueError: if the vectors' dimension differs from ``config.word_dim``.
+        """
+        if vectors.dim != self.config.word_dim:
+            raise ValueError(f"the word vectors have {vectors.dim} dimensions, the model's word_dim is {self.config.word_dim}")
+        row = {w: i for i, w in enumerate(vectors.words)}
+        ids, rows = [], []
+        for i, w in enumerate(self.words.tokens):
+            if i < 2:
+                continue
+            j = row.get(w, row.get(w.lower()))
+            if j is not None:
+                ids.append(i)
+                rows.append(j)
+        if ids:
+            with torch.no_grad():
+                weight = self.word_embedding.weight
+                weight[torch.tensor(ids)] = vectors.vectors[torch.tensor(rows)].to(weight)
+        return len(ids)
+
     # ------------------------------------------------------------ the network
     def sample_noise(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """Per-sentence seeds ``(1, batch_size)`` int64 for word dropout, or ``None`` when it is off.
@@ -706,6 +748,7 @@ def train_bilstm_crf(
     dev_scorer: Scorer | None = None,
     device: str | torch.device | None = None,
     eval_batch_size: int = 256,
+    word_vectors: WordVectors | None = None,
 ) -> tuple[BiLSTMCRF, TrainResult]:
     """Build vocabularies from ``train``, train a :class:`BiLSTMCRF` with the shared Trainer, return the best model.
 
@@ -735,6 +778,8 @@ def train_bilstm_crf(
             (called once on ``(gold, gold)`` before training to learn its keys).
         device: where to train (default CPU).
         eval_batch_size: sentences per batch when tagging ``dev``.
+        word_vectors: pretrained vectors (dimension ``config.word_dim``): their words join
+            the vocabulary and start from them (:meth:`BiLSTMCRF.load_word_vectors`).
 
     Returns:
         ``(model, result)``: the model with the best validation weights (in eval
@@ -751,7 +796,8 @@ def train_bilstm_crf(
     dev_words, dev_features, dev_tags = dev
     if len(train_words) == 0 or len(dev_words) == 0:
         raise ValueError("the training and development sets must be non-empty")
-    vocabs = build_vocabularies(train_words, train_features, train_tags, config)
+    vocabs = build_vocabularies(train_words, train_features, train_tags, config,
+                                extra_words=word_vectors.words if word_vectors is not None else ())
     with seeded(seed):
         model = BiLSTMCRF(
             config,
@@ -762,6 +808,8 @@ def train_bilstm_crf(
             singletons=vocabs["singletons"],
             attributes=vocabs["attributes"],
         )
+    if word_vectors is not None:
+        model.load_word_vectors(word_vectors)
     if device is not None:
         model.to(device)
     items = model.encode_sentences(train_words, train_features, train_tags)
