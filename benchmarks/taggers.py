@@ -183,22 +183,27 @@ def run_bilstm_crf(data, scheme, minutes, epochs, seed, run_dir, args, templates
     from latentnlp.models.sequence.neural_crf import BiLSTMCRFConfig, train_bilstm_crf
     from latentnlp.training.trainer import TrainConfig
 
+    refit = args.refit_epochs is not None
+    split = "train" if refit else "train_minus_dev"
     feature_dims = {"pos": args.pos_dim} if data["train"][1] else {}
     config = BiLSTMCRFConfig(word_dim=args.word_dim, char_dim=30, char_hidden=args.char_hidden, feature_dims=feature_dims,
                              hidden=args.hidden, dropout=args.dropout, word_dropout=args.word_dropout,
                              lowercase_words=args.lowercase_words,
                              sparse_templates=templates.to_dict() if args.sparse_features else None,
                              sparse_min_count=args.sparse_min_count,
-                             sparse_l2=args.sparse_c2 / len(data["train_minus_dev"][0]) if args.sparse_features else 0.0)
+                             sparse_l2=args.sparse_c2 / len(data[split][0]) if args.sparse_features else 0.0)
     monitor = "valid_neg_f1" if scheme else "valid_error"
-    tc = TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+    if refit:  # a fixed schedule on all of train: validated once, at the end, so the last weights are kept
+        epochs = args.refit_epochs
+    tc = TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                     patience=0 if refit else args.patience, validate_every=epochs if refit else 1,
                      monitor=monitor, max_minutes=minutes, seed=seed, progress=False, grad_clip=5.0,
                      lr_schedule=args.lr_schedule)
 
     def scorer(pred, gold):
         return {"f1": chunk_scores(pred, gold, scheme=scheme).f1} if scheme else {}
 
-    words, cols, tags = data["train_minus_dev"]
+    words, cols, tags = data[split]
     train = (words, cols or None, tags)
     dev = (data["dev"][0], data["dev"][1] or None, data["dev"][2])
     vectors = None
@@ -213,7 +218,8 @@ def run_bilstm_crf(data, scheme, minutes, epochs, seed, run_dir, args, templates
     test_words, test_cols, test_tags = data["test"]
     pred = model.tag(test_words, test_cols or None)
     epochs_run = result.epochs_completed
-    return {"config": config.to_dict(), "word_vectors": None if vectors is None else
+    return {"config": config.to_dict(), "trained_on": "train (refit, last epoch)" if refit else "train_minus_dev",
+            "word_vectors": None if vectors is None else
             {"file": args.word_vectors, "words": len(vectors), "dim": vectors.dim,
              "vocabulary": len(model.words)}, "train_config": {k: v for k, v in tc.to_dict().items() if k != "betas"},
             "test": score(pred, test_tags, scheme), "train_seconds": seconds, "trainer_seconds": result.seconds,
@@ -239,6 +245,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="constant",
                    help="BiLSTM-CRF step-size schedule over --epochs (cosine/linear decay to 0 at the last epoch)")
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--refit-epochs", type=int, default=None,
+                   help="BiLSTM-CRF, chunking: train on the whole training file for exactly this many epochs (chosen "
+                        "beforehand on the held-out split), keep the last weights, score test (as the CRF's refit)")
     p.add_argument("--word-vectors", default=None,
                    help="BiLSTM-CRF: pretrained word vectors, word2vec text format (benchmarks/word_vectors.py)")
     p.add_argument("--sparse-features", action="store_true",
