@@ -10,7 +10,8 @@ test set). Words are lower-cased (the taggers look words up lower-cased with
 ``--lowercase-words``; their character encoder keeps the case).
 
 Writes the vectors in word2vec text format (``--out``, default
-``benchmarks/runs/vectors/hansards-en-100.txt``) and a JSON record beside it::
+``benchmarks/runs/vectors/hansards-en-100.txt``) and a JSON record beside it and in
+``benchmarks/results/word_vectors.json``::
 
     python benchmarks/word_vectors.py --data-dir ../shared/data [--dim 100 --epochs 5 --workers 2]
 """
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
               "workers": args.workers, "seed": args.seed, "corpus_words": model.corpus_total_words,
               "train_seconds": seconds, "command": "python benchmarks/word_vectors.py " + " ".join(argv or sys.argv[1:])}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    results = Path(__file__).resolve().parent / "results" / "word_vectors.json"
+    results.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return 0
 
