@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from latentnlp.commands.documents import _first_docs, _run_split, load_document_model
-from latentnlp.models.document.rsm import rsm_hidden_ais
 from latentnlp.runs import RunDirectory
 
 
@@ -56,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in args.temperatures:
         t0 = time.perf_counter()
-        ais = None
-        if args.space == "hidden":
-            lengths = sorted({int(n) for n in corpus.doc_lengths})
-            ais = rsm_hidden_ais(model, lengths, n_chains=args.chains, betas=k,
-                                 generator=torch.Generator().manual_seed(args.seed))
-        report = model.evaluate(corpus, ais_chains=args.chains, ais_betas=k, seed=args.seed, ais=ais)
+        report = model.evaluate(corpus, ais_chains=args.chains, ais_betas=k, seed=args.seed, ais_space=args.space)
         row = {"space": args.space, "temperatures": k, "chains": args.chains, "perplexity_per_document": report.estimate_per_document,
                "perplexity_corpus": report.estimate_corpus, "log_p_nats_per_doc": report.log_p_nats_per_doc,
                "min_effective_sample_size": report.ais_min_effective_sample_size, "n_lengths": report.n_lengths,

@@ -8,10 +8,10 @@ distributes (see ``benchmarks/word_vectors.py``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = ["WordVectors", "read_word_vectors"]
@@ -59,7 +59,7 @@ def read_word_vectors(path: str | Path, max_words: int | None = None) -> WordVec
     if max_words is not None and max_words < 1:
         raise ValueError(f"max_words must be >= 1, got {max_words}")
     words: list[str] = []
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     index: dict[str, int] = {}
     header: tuple[int, int] | None = None
     dim: int | None = None
@@ -78,10 +78,10 @@ def read_word_vectors(path: str | Path, max_words: int | None = None) -> WordVec
             if dim < 1 or len(parts) != dim + 1:
                 raise ValueError(f"{path}:{lineno}: expected a word and {dim} values, got {len(parts)} fields")
             try:
-                values = [float(v) for v in parts[1:]]
+                values = np.asarray(parts[1:], dtype=np.float32)
             except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: {e}") from None
-            if not all(math.isfinite(v) for v in values):
+            if not np.isfinite(values).all():
                 raise ValueError(f"{path}:{lineno}: the vector of {parts[0]!r} is not finite")
             if parts[0] in index:
                 raise ValueError(f"{path}:{lineno}: {parts[0]!r} was already given on an earlier line")
@@ -94,4 +94,4 @@ def read_word_vectors(path: str | Path, max_words: int | None = None) -> WordVec
         raise ValueError(f"{path}: no word vectors in the file")
     if header is not None and max_words is None and header[0] != len(words):
         raise ValueError(f"{path}:1: the header announces {header[0]} vectors, the file has {len(words)}")
-    return WordVectors(words, torch.tensor(rows, dtype=torch.float32))
+    return WordVectors(words, torch.from_numpy(np.stack(rows)))

@@ -308,15 +308,14 @@ def build_vocabularies(
     names = list(config.feature_dims)
     _check_columns(words, features, tags, config.columns)
     forms = [[w.lower() for w in s] for s in words] if config.lowercase_words else words
-    word_vocab = _special_vocab(forms)
+    extra = [w.lower() for w in extra_words] if config.lowercase_words else list(extra_words)
+    word_vocab = _special_vocab([*forms, extra])  # training words first: extra words never shift their ids
     counts: dict[int, int] = {}
     for sentence in forms:
         for w in sentence:
             i = word_vocab[w]
             counts[i] = counts.get(i, 0) + 1
     singletons = sorted(i for i, c in counts.items() if c == 1 and i > 1)
-    extra = (w.lower() for w in extra_words) if config.lowercase_words else extra_words
-    word_vocab = _special_vocab([list(word_vocab.tokens[2:]) + list(extra)])
     chars = _special_vocab(w for s in words for w in s) if config.char_hidden > 0 else None
     feats = {name: _special_vocab(features[name]) for name in names}  # type: ignore[index]
     attributes = None
