@@ -1,12 +1,20 @@
 """NADE and MADE: the autoregressive property, normalisation by enumeration, kernel = reference."""
 
 import itertools
+import os
+import time
 
 import pytest
 import torch
 
 from latentnlp.models.density.made import MADE, MADEConfig
-from latentnlp.models.density.nade import NADE, NADEConfig, kernel_available, nade_log_prob_reference
+from latentnlp.models.density.nade import (
+    NADE,
+    NADEConfig,
+    kernel_available,
+    nade_log_prob_reference,
+    remove_stale_build_lock,
+)
 
 
 def all_binary_vectors(D: int) -> torch.Tensor:
@@ -189,3 +197,16 @@ def test_nade_ordering_ensemble_is_normalised_and_reported():
     assert report.nll <= report.details["mean_single_ordering_nll"] + 1e-9
     noise = NADE(NADEConfig(n_dims=7, hidden_dim=4, order_agnostic=True)).sample_noise(5, torch.Generator().manual_seed(0))
     assert noise.shape == (7, 5) and all(torch.equal(noise[:, 0], noise[:, i]) for i in range(5))
+
+
+def test_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    """A lock left by a killed compile would make every later kernel load wait forever."""
+    assert remove_stale_build_lock(tmp_path) is False  # no lock
+    lock = tmp_path / "lock"
+    lock.touch()
+    assert remove_stale_build_lock(tmp_path, max_age_seconds=600) is False  # a live build's lock
+    assert lock.exists()
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    assert remove_stale_build_lock(tmp_path, max_age_seconds=600) is True
+    assert not lock.exists()

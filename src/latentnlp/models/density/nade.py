@@ -22,12 +22,16 @@ the running pre-activation and recomputes them in the backward pass, so nothing 
 size ``B x D x H`` is stored; where the kernel cannot be built (no compiler) or on
 another device, an equivalent pure-PyTorch path (exclusive cumulative sum, which
 does store ``B x D x H``) is used. Both compute the same numbers (tested).
+A build lock left behind by a killed compile (torch waits on it forever) is removed
+when it is older than ``STALE_LOCK_SECONDS``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +50,38 @@ _KERNEL = None
 _KERNEL_ERROR: str | None = None
 
 
+#: A build lock older than this is taken to be left behind by a killed build (one takes ~1 min).
+STALE_LOCK_SECONDS = 600.0
+
+
+def _kernel_build_directory() -> Path:
+    """Where the kernel is compiled: a folder of torch's extension root, per Python and torch version."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}_torch{torch.__version__.replace('+', '_')}"
+    return Path(get_default_build_root()) / f"latentnlp_nade_kernel_{tag}"
+
+
+def remove_stale_build_lock(build_directory: Path, max_age_seconds: float = STALE_LOCK_SECONDS) -> bool:
+    """Delete ``build_directory/lock`` if it is older than ``max_age_seconds``; return whether it was.
+
+    ``torch.utils.cpp_extension.load`` takes this file as a lock while it compiles and
+    waits, without limit, while it exists. A process killed mid-build leaves it behind
+    and every later import then hangs; a build takes about a minute, so a lock older
+    than ``max_age_seconds`` cannot belong to a live build.
+    """
+    lock = Path(build_directory) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age <= max_age_seconds:
+        return False
+    log.warning("removing a stale C++ build lock %s (%.0f s old, left by a killed build)", lock, age)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def _kernel():
     """The compiled C++ kernel module, or ``None`` (with the reason logged once) if it cannot be built."""
     global _KERNEL, _KERNEL_ERROR
@@ -55,9 +91,13 @@ def _kernel():
         from torch.utils.cpp_extension import load
 
         source = Path(__file__).with_name("nade_kernel.cpp")
+        build_directory = _kernel_build_directory()
+        build_directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_build_lock(build_directory)
         _KERNEL = load(
             name="latentnlp_nade_kernel",
             sources=[str(source)],
+            build_directory=str(build_directory),
             extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
