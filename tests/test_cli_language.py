@@ -79,7 +79,8 @@ def test_errors(tmp_path, ptb_slice, capsys):
 def vae_run(ptb_slice, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "vae"
     assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--latent-dim", "4", "--word-dropout", "0.3",
-                 "--kl-schedule", "linear", "--kl-anneal-steps", "20", "--out", str(run)]) == 0
+                 "--kl-schedule", "linear", "--kl-anneal-steps", "20", "--tie-weights", "--share-embedding",
+                 "--out", str(run)]) == 0
     return run
 
 
@@ -93,6 +94,8 @@ def test_vae_evaluate(vae_run, capsys):
     assert 0 <= figures["active_units"] <= 4
     history = [json.loads(line) for line in (vae_run / "metrics.jsonl").read_text().splitlines()]
     assert {"valid_nll_per_sentence", "valid_kl_per_sentence", "train_kl_weight"} <= set(history[-1])
+    config = json.loads((vae_run / "config.json").read_text())
+    assert config["model_config"]["tie_weights"] is True and config["model_config"]["share_embedding"] is True
 
 
 @pytest.mark.parametrize("method", ["greedy", "sample", "beam"])

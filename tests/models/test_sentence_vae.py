@@ -43,6 +43,7 @@ def _decoding():
     ("dropout", 1.0), ("word_dropout", 1.5), ("word_dropout", -0.1), ("kl_schedule", "cosine"),
     ("kl_anneal_steps", 0), ("kl_sigmoid_rate", 0.0), ("kl_cycles", 0), ("kl_cycle_ratio", 0.0),
     ("kl_cycle_ratio", 1.5), ("free_bits", -1.0), ("init_range", 0.0), ("feed_context", 1),
+    ("tie_weights", 1), ("tie_weights", True),  # True with the default 353 != 191 sizes
 ])
 def test_bad_config_values_raise_naming_the_field(field, value):
     fields = {"vocab_size": 10, field: value}
@@ -66,6 +67,17 @@ def test_shared_embedding_is_the_decoders():
     assert model.encoder_embedding is None
     n_shared = sum(p.numel() for p in model.parameters())
     assert n_shared == sum(p.numel() for p in _model().parameters()) - len(VOCAB) * 8
+
+
+def test_tied_decoder_softmax_is_its_input_embedding():
+    model = _model(embedding_dim=16, tie_weights=True)
+    assert model.decoder.output.weight is model.decoder.embedding.weight
+    n_tied = sum(p.numel() for p in model.parameters())
+    assert n_tied == sum(p.numel() for p in _model(embedding_dim=16).parameters()) - len(VOCAB) * 16
+    assert SentenceVAEConfig(**model.config.to_dict()) == model.config
+    # an old run's config (no tie_weights key) still loads, untied
+    old = {k: v for k, v in model.config.to_dict().items() if k != "tie_weights"}
+    assert SentenceVAEConfig(**old).tie_weights is False
 
 
 # ---------------------------------------------------------------------- bounds and KL

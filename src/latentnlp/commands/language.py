@@ -121,6 +121,9 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-dim", type=int, default=13, help="z dimensions (Bowman: 13)")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
     p.add_argument("--feed-context", action="store_true", help="feed z to the decoder at every step, not only at the start")
+    p.add_argument("--tie-weights", action="store_true",
+                   help="decoder softmax shares the decoder's input embedding (needs --embedding-dim == --hidden-dim)")
+    p.add_argument("--share-embedding", action="store_true", help="the encoder reads the decoder's embedding table")
     p.add_argument("--word-dropout", type=float, default=0.0, help="fraction of decoder inputs replaced by <unk> in training")
     p.add_argument("--kl-schedule", default="sigmoid", choices=["constant", "linear", "sigmoid", "cyclical"])
     p.add_argument("--kl-anneal-steps", type=int, default=5000, help="steps to reach weight 1 (cyclical: all cycles)")
@@ -243,7 +246,8 @@ def _build_vae(args: argparse.Namespace, vocab_size: int):
         cell=args.cell, num_layers=args.layers, dropout=args.dropout, encoder_bidirectional=args.bidirectional,
         feed_context=args.feed_context, word_dropout=args.word_dropout, kl_schedule=args.kl_schedule,
         kl_anneal_steps=args.kl_anneal_steps, kl_sigmoid_rate=args.kl_sigmoid_rate, kl_cycles=args.kl_cycles,
-        kl_cycle_ratio=args.kl_cycle_ratio, free_bits=args.free_bits))
+        kl_cycle_ratio=args.kl_cycle_ratio, free_bits=args.free_bits, tie_weights=args.tie_weights,
+        share_embedding=args.share_embedding))
 
 
 def _vae_validation(model, ids, vocab) -> dict[str, float]:

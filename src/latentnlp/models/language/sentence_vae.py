@@ -103,6 +103,8 @@ class SentenceVAEConfig:
         encoder_bidirectional: read the sentence in both directions.
         feed_context: also feed ``z`` to the decoder at every step (Bowman: no).
         share_embedding: the encoder reads the decoder's embedding table.
+        tie_weights: the decoder's softmax weights are its input embedding (Press &
+            Wolf 2017; needs ``embedding_dim == hidden_dim``), as in the RNNLM.
         word_dropout: probability of replacing each decoder input word (not ``<bos>``)
             by ``<unk>`` during training; 1 gives Bowman's "inputless" decoder (their
             word keep rate is ``1 - word_dropout``).
@@ -127,6 +129,7 @@ class SentenceVAEConfig:
     encoder_bidirectional: bool = False
     feed_context: bool = False
     share_embedding: bool = False
+    tie_weights: bool = False
     word_dropout: float = 0.0
     kl_schedule: str = "sigmoid"
     kl_anneal_steps: int = 5000
@@ -163,9 +166,12 @@ class SentenceVAEConfig:
             raise ValueError(f"SentenceVAEConfig.free_bits must be a finite number >= 0, got {self.free_bits!r}")
         if not self.init_range > 0:
             raise ValueError(f"SentenceVAEConfig.init_range must be > 0, got {self.init_range!r}")
-        for name in ("encoder_bidirectional", "feed_context", "share_embedding"):
+        for name in ("encoder_bidirectional", "feed_context", "share_embedding", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SentenceVAEConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.tie_weights and self.embedding_dim != self.hidden_dim:
+            raise ValueError(f"SentenceVAEConfig.tie_weights needs embedding_dim == hidden_dim, "
+                             f"got {self.embedding_dim} and {self.hidden_dim}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,7 +180,8 @@ class SentenceVAEConfig:
         """The decoder's :class:`~latentnlp.models.language.rnnlm.RNNLMConfig` (``context_dim = latent_dim``)."""
         return RNNLMConfig(vocab_size=self.vocab_size, cell=self.cell, embedding_dim=self.embedding_dim,
                            hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout,
-                           init_range=self.init_range, context_dim=self.latent_dim, feed_context=self.feed_context)
+                           init_range=self.init_range, context_dim=self.latent_dim, feed_context=self.feed_context,
+                           tie_weights=self.tie_weights)
 
     def kl_weight_at(self, step: int) -> float:
         """``beta_t``, the KL weight at training step ``step`` (0-based) under ``kl_schedule``, in [0, 1]."""
