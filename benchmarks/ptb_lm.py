@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--iw-samples", type=int, default=100, help="VAE: importance samples per sentence")
     ap.add_argument("--elbo-samples", type=int, default=1, help="VAE: samples averaged in each sentence's ELBO")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="score the preset's finished run directory again (e.g. with another --iw-samples) "
+                         "without training")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train options, appended")
     args = ap.parse_args(argv)
 
@@ -114,11 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         train_argv += ["--data-dir", args.data_dir]
     if args.max_minutes:
         train_argv += ["--max-minutes", str(args.max_minutes)]
-    print("latentnlp " + " ".join(train_argv), flush=True)
-    t0 = time.perf_counter()
-    if cli(train_argv) != 0:
-        return 1
-    train_seconds = time.perf_counter() - t0
+    train_seconds = None
+    if args.evaluate_only:
+        if not (run_dir / "model.safetensors").is_file():
+            raise SystemExit(f"--evaluate-only: no finished run at {run_dir} (no model.safetensors); a run stopped "
+                             f"by hand is finished from its checkpoint by rerunning with --extra --epochs N, N the "
+                             f"epochs it completed")
+    else:
+        print("latentnlp " + " ".join(train_argv), flush=True)
+        t0 = time.perf_counter()
+        if cli(train_argv) != 0:
+            return 1
+        train_seconds = round(time.perf_counter() - t0, 1)
     eval_argv = ["evaluate", str(run_dir), "--split", "test", "--iw-samples", str(args.iw_samples),
                  "--elbo-samples", str(args.elbo_samples)]
     if args.data_dir:
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         for r in history],
         "model_config": config["model_config"],
         "train_config": config["train_config"],
-        "train_seconds_this_call": round(train_seconds, 1),
+        "train_seconds_this_call": train_seconds,
+        "evaluate_only": args.evaluate_only,
         "eval_seconds": round(eval_seconds, 1),
         "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
                     "python": platform.python_version(), "load_average_1min": os.getloadavg()[0]},
