@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import time
 
 import pytest
 import torch
@@ -204,9 +203,9 @@ def test_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
     assert remove_stale_build_lock(tmp_path) is False  # no lock
     lock = tmp_path / "lock"
     lock.touch()
-    assert remove_stale_build_lock(tmp_path, max_age_seconds=600) is False  # a live build's lock
+    written = 1_000_000.0
+    os.utime(lock, (written, written))  # fixed file time: the test never reads the clock
+    assert remove_stale_build_lock(tmp_path, max_age_seconds=600, now=written + 60) is False  # a live build's lock
     assert lock.exists()
-    old = time.time() - 3600
-    os.utime(lock, (old, old))
-    assert remove_stale_build_lock(tmp_path, max_age_seconds=600) is True
+    assert remove_stale_build_lock(tmp_path, max_age_seconds=600, now=written + 3600) is True
     assert not lock.exists()

@@ -62,8 +62,11 @@ def _kernel_build_directory() -> Path:
     return Path(get_default_build_root()) / f"latentnlp_nade_kernel_{tag}"
 
 
-def remove_stale_build_lock(build_directory: Path, max_age_seconds: float = STALE_LOCK_SECONDS) -> bool:
+def remove_stale_build_lock(build_directory: Path, max_age_seconds: float = STALE_LOCK_SECONDS,
+                            now: float | None = None) -> bool:
     """Delete ``build_directory/lock`` if it is older than ``max_age_seconds``; return whether it was.
+
+    ``now`` is the reference time in seconds since the epoch (default: ``time.time()``).
 
     ``torch.utils.cpp_extension.load`` takes this file as a lock while it compiles and
     waits, without limit, while it exists. A process killed mid-build leaves it behind
@@ -72,7 +75,7 @@ def remove_stale_build_lock(build_directory: Path, max_age_seconds: float = STAL
     """
     lock = Path(build_directory) / "lock"
     try:
-        age = time.time() - lock.stat().st_mtime
+        age = (time.time() if now is None else now) - lock.stat().st_mtime
     except FileNotFoundError:
         return False
     if age <= max_age_seconds:
