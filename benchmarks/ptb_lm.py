@@ -23,7 +23,14 @@ Presets (``--preset``)
   2016) and a linear KL warm-up over two epochs, meant to keep at least 5 nats of KL;
 * ``vae-512-kl5`` — free bits and warm-up as ``vae-kl5`` with the decoder of
   ``sentence-lstm-512`` (1 x 512, tied softmax, dropout 0.5, no word dropout) and a
-  cosine-decayed step size over 6 epochs.
+  cosine-decayed step size over 6 epochs;
+* ``sentence-lstm-512-ft`` — the finished ``sentence-lstm-512`` run trained 3 epochs more
+  (``--init-from``; Adam 5e-4, cosine over the 3 epochs): the control for the next two;
+* ``vae-512-lm-kl5`` / ``vae-512-lm-kl2`` — a VAE whose decoder and encoder start as the
+  finished ``sentence-lstm-512`` (``SentenceVAE.load_language_model``), shared embedding,
+  free bits 0.5 / 0.2 nats per dimension over 13 dimensions (at least 6.5 / 2.6 nats of KL
+  in training), KL warm-up over the first epoch, then the control's 3 epochs and schedule.
+  Those three need ``sentence-lstm-512`` first.
 
 Figures: per-sentence NLL in nats, per-token perplexity with one ``<eos>`` per sentence
 counted (82,430 test tokens) and over words only (78,669 tokens), median seconds per
@@ -75,6 +82,23 @@ PRESETS: dict[str, list[str]] = {
                     "--dropout", "0.5", "--latent-dim", "13", "--free-bits", "0.5", "--kl-schedule", "linear",
                     "--kl-anneal-steps", "2600", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.002",
                     "--lr-schedule", "cosine", "--grad-clip", "5", "--epochs", "6", "--patience", "0"],
+    # Fine-tuning from the finished sentence-lstm-512 run ("{runs}" is --runs): the LM for 3 more
+    # epochs, and two VAEs whose decoder and encoder start as that LM, trained for the same 3 epochs
+    # with the same schedule, so the VAE-vs-LM comparison gives both the same extra training.
+    "sentence-lstm-512-ft": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "512",
+                             "--hidden-dim", "512", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
+                             "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
+                             "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
+    "vae-512-lm-kl5": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "512", "--hidden-dim", "512",
+                       "--tie-weights", "--share-embedding", "--dropout", "0.5", "--latent-dim", "13", "--free-bits",
+                       "0.5", "--kl-schedule", "linear", "--kl-anneal-steps", "1315", "--batch-size", "32",
+                       "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
+                       "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
+    "vae-512-lm-kl2": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "512", "--hidden-dim", "512",
+                       "--tie-weights", "--share-embedding", "--dropout", "0.5", "--latent-dim", "13", "--free-bits",
+                       "0.2", "--kl-schedule", "linear", "--kl-anneal-steps", "1315", "--batch-size", "32",
+                       "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
+                       "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
 }
 PUBLISHED = {
     "zaremba-small": {"test_perplexity": 114.5, "source": "Zaremba et al. 2014, Table 1 (non-regularized LSTM)"},
@@ -112,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     run_dir = Path(args.runs) / f"ptb_{args.preset}"
-    train_argv = ["train", *PRESETS[args.preset], "--out", str(run_dir), "--no-progress", *args.extra]
+    preset = [a.replace("{runs}", str(Path(args.runs))) for a in PRESETS[args.preset]]
+    train_argv = ["train", *preset, "--out", str(run_dir), "--no-progress", *args.extra]
     if args.data_dir:
         train_argv += ["--data-dir", args.data_dir]
     if args.max_minutes:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from latentnlp.cli import main
 
@@ -73,6 +74,44 @@ def test_errors(tmp_path, ptb_slice, capsys):
     capsys.readouterr()
     assert main(["reconstruct", str(run), "the company said"]) == 2
     assert "sentence-vae" in capsys.readouterr().err
+
+
+def test_init_from_a_finished_language_model(tmp_path, ptb_slice, capsys):
+    lm = tmp_path / "lm"
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--tie-weights", "--out", str(lm)]) == 0
+    # an rnnlm continued with a vanishing step size scores as its source
+    same = tmp_path / "same"
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--tie-weights", "--epochs", "1", "--lr", "1e-12",
+                 "--init-from", str(lm), "--out", str(same)]) == 0
+    assert json.loads((same / "config.json").read_text())["init_from"] == str(lm)
+    capsys.readouterr()
+    scores = []
+    for run in (lm, same):
+        assert main(["evaluate", str(run)]) == 0
+        scores.append(json.loads(capsys.readouterr().out)["sentence_level"]["nll_per_sentence"])
+    assert scores[1] == pytest.approx(scores[0], abs=1e-3)
+    # a VAE takes the LM as its decoder and encoder
+    vae = tmp_path / "vae"
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--tie-weights", "--latent-dim", "4",
+                 "--epochs", "1", "--lr", "1e-12", "--init-from", str(lm), "--out", str(vae)]) == 0
+    from latentnlp.runs import RunDirectory
+
+    source, model = RunDirectory(lm).load_model(), RunDirectory(vae).load_model()
+    for name, value in source.rnn.named_parameters():
+        torch.testing.assert_close(dict(model.decoder.rnn.named_parameters())[name], value, rtol=0, atol=1e-6)
+        torch.testing.assert_close(dict(model.encoder_rnn.named_parameters())[name], value, rtol=0, atol=1e-6)
+    capsys.readouterr()
+    # what cannot start from it
+    bad = [(["rnnlm", "--tie-weights", "--hidden-dim", "8", "--embedding-dim", "8"], "differs from this one"),
+           (["sentence-vae", "--hidden-dim", "8"], "hidden_dim"),
+           (["rnnlm", "--tie-weights", "--min-count", "2"], "vocab.txt"),
+           (["sentence-vae", "--init-from", str(vae)], "only rnnlm"),
+           (["rnnlm", "--init-from", str(tmp_path / "missing")], "not a finished run")]
+    for k, (options, message) in enumerate(bad):
+        name, rest = options[0], options[1:]
+        source_dir = [] if "--init-from" in rest else ["--init-from", str(lm)]
+        assert main(["train", name, *_files(ptb_slice), *TINY, *rest, *source_dir, "--out", str(tmp_path / f"b{k}")]) == 2
+        assert message in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from torch.distributions import Normal
 
 from latentnlp.data.sentences import SentenceVocabulary, collate_sentences
 from latentnlp.inference.importance import iw_log_mean_exp
-from latentnlp.models.language.rnnlm import RNNLanguageModel
+from latentnlp.models.language.rnnlm import RNNLanguageModel, RNNLMConfig
 from latentnlp.models.language.sentence_vae import SentenceVAE, SentenceVAEConfig, evaluate_vae
 from latentnlp.training.trainer import TrainConfig, Trainer
 
@@ -78,6 +78,55 @@ def test_tied_decoder_softmax_is_its_input_embedding():
     # an old run's config (no tie_weights key) still loads, untied
     old = {k: v for k, v in model.config.to_dict().items() if k != "tie_weights"}
     assert SentenceVAEConfig(**old).tie_weights is False
+
+
+def _language_model(seed=1, **kw):
+    torch.manual_seed(seed)
+    fields = dict(vocab_size=len(VOCAB), embedding_dim=8, hidden_dim=16, num_layers=1)
+    fields.update(kw)
+    return RNNLanguageModel(RNNLMConfig(**fields))
+
+
+@pytest.mark.parametrize("cell, tie, share", [("lstm", False, False), ("gru", True, True), ("lstm", True, False)])
+def test_vae_started_from_a_language_model_decodes_as_that_model(cell, tie, share):
+    size = 16 if tie else 8
+    lm = _language_model(cell=cell, embedding_dim=size, tie_weights=tie).eval()
+    model = _model(cell=cell, embedding_dim=size, tie_weights=tie, share_embedding=share).eval()
+    copied = model.load_language_model(lm)
+    assert "decoder.embedding.weight" in copied and "decoder.output.bias" in copied
+    # with W = 0 and b = 0 in h_0 = tanh(W z + b) the decoder ignores z and is the LM exactly
+    torch.nn.init.zeros_(model.decoder.context_to_state.weight)
+    torch.nn.init.zeros_(model.decoder.context_to_state.bias)
+    batch = _batch()
+    z = torch.randn(2, len(IDS), 3)
+    with torch.no_grad():
+        expected = lm.sentence_log_likelihood(batch)
+        got = model._log_likelihood_given_z(batch, z)
+    torch.testing.assert_close(got, expected.expand(2, -1), rtol=0, atol=1e-5)
+    # the encoder reads with the LM's recurrent weights (and its embedding table)
+    for name, value in lm.rnn.named_parameters():
+        assert torch.equal(dict(model.encoder_rnn.named_parameters())[name], value)
+    if not share:
+        assert torch.equal(model.encoder_embedding.weight, lm.embedding.weight)
+    if tie:
+        assert model.decoder.output.weight is model.decoder.embedding.weight
+    # encoder=False leaves the encoder as it was
+    fresh = _model(cell=cell, embedding_dim=size, tie_weights=tie, share_embedding=share)
+    before = {k: v.clone() for k, v in fresh.encoder_rnn.state_dict().items()}
+    fresh.load_language_model(lm, encoder=False)
+    assert all(torch.equal(v, fresh.encoder_rnn.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("lm_fields, vae_fields, match", [
+    ({"hidden_dim": 12}, {}, "hidden_dim"),
+    ({"cell": "gru"}, {}, "cell"),
+    ({"num_layers": 2}, {}, "num_layers"),
+    ({"vocab_size": len(VOCAB) + 1}, {}, "vocab_size"),
+    ({}, {"feed_context": True}, "feed_context"),
+])
+def test_load_language_model_rejects_a_different_network(lm_fields, vae_fields, match):
+    with pytest.raises(ValueError, match=match):
+        _model(**vae_fields).load_language_model(_language_model(**lm_fields))
 
 
 # ---------------------------------------------------------------------- bounds and KL

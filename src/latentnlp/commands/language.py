@@ -104,6 +104,10 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--init-from", metavar="RUN_DIR",
+                   help="start from a finished rnnlm run's weights (same vocabulary): an rnnlm continues from an "
+                        "identical rnnlm; a sentence-vae takes them as its decoder and encoder "
+                        "(SentenceVAE.load_language_model)")
 
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
@@ -174,6 +178,9 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
             model = _build_vae(args, len(vocab))
     mode = getattr(args, "mode", "sentence")
     _check_resumable(run, args.model_name, model.config.to_dict(), not args.no_resume)
+    resuming = not args.no_resume and run.file("checkpoint.safetensors").is_file()
+    if args.init_from and not resuming:  # a checkpoint, when there is one, holds later weights
+        _initialize_from(model, args.model_name, RunDirectory(args.init_from), vocab)
     if mode == "continuous":
         if ctx.enabled:
             raise ValueError("continuous (truncated-BPTT) training carries one state through the corpus and runs "
@@ -214,7 +221,7 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
             "model": args.model_name, "model_config": model.config.to_dict(), "train_config": train_config.to_dict(),
             "data": spec, "mode": mode, "bptt": getattr(args, "bptt", None), "n_streams": args.batch_size,
             "n_train_sentences": len(train_ids), "n_valid_sentences": len(valid_ids), "seed": args.seed,
-            "world_size": ctx.world_size,
+            "world_size": ctx.world_size, "init_from": args.init_from,
         })
         run.write_vocab(vocab.tokens)
     log.info("%s (%s): train %d sentences, valid %d, vocabulary %d (test not touched)",
@@ -230,6 +237,31 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
              result.stop_reason, result.seconds, train_config.monitor, result.best_value or float("nan"), result.best_epoch)
     print(f"run directory: {run.path}")
     return 0
+
+
+def _initialize_from(model, model_name: str, source: RunDirectory, vocab: SentenceVocabulary) -> None:
+    """Copy a finished rnnlm run's weights into ``model`` (``--init-from``); errors name the source run."""
+    if not source.file(source.CONFIG).is_file() or not source.file("model.safetensors").is_file():
+        raise ValueError(f"--init-from {source.path}: not a finished run (needs config.json and model.safetensors)")
+    config = source.read_config()
+    if config.get("model") != "rnnlm":
+        raise ValueError(f"--init-from {source.path}: holds a {config.get('model')!r} run; only rnnlm runs can start "
+                         f"another model")
+    if tuple(source.read_vocab()) != tuple(vocab.tokens):
+        raise ValueError(f"--init-from {source.path}: its vocab.txt differs from this run's vocabulary; train on the "
+                         f"same file with the same --min-count/--max-vocab/--lowercase")
+    lm = source.load_model()
+    if model_name == "rnnlm":
+        if lm.config.to_dict() != model.config.to_dict():
+            differ = sorted(k for k, v in model.config.to_dict().items() if lm.config.to_dict().get(k) != v)
+            raise ValueError(f"--init-from {source.path}: its model differs from this one in {differ}")
+        model.load_state_dict(lm.state_dict())
+    else:
+        try:
+            model.load_language_model(lm)
+        except ValueError as err:
+            raise ValueError(f"--init-from {source.path}: {err}") from None
+    log.info("initialised %s from %s", model_name, source.path)
 
 
 def _eval_stream(ids: list[torch.Tensor], vocab: SentenceVocabulary) -> torch.Tensor:

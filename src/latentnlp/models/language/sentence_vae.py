@@ -416,6 +416,53 @@ class SentenceVAE(nn.Module):
             "kl_weight": torch.full_like(kl, weight),
         }
 
+    @torch.no_grad()
+    def load_language_model(self, lm: RNNLanguageModel, encoder: bool = True) -> list[str]:
+        """Start from a trained RNN language model: its weights become the decoder's (and the encoder's).
+
+        The decoder takes the LM's embedding, recurrent layers and softmax; only the map
+        ``z -> h_0`` keeps its fresh initialisation, so with ``z`` ignored the decoder is the LM
+        (up to the small ``tanh(W z + b)`` start state). With ``encoder`` the encoder's LSTM/GRU
+        (when it has the LM's shapes: same cell, layers and sizes, one direction) and its own
+        embedding table (unless ``share_embedding``) start as the LM's too. A pretrained decoder
+        is a known start for text VAEs (Li, He, Sun, Chen, Chen & Gao 2019 initialise from an
+        autoencoder; Li et al. 2020, Optimus, from a pretrained LM).
+
+        Args:
+            lm: an :class:`~latentnlp.models.language.rnnlm.RNNLanguageModel` with this model's
+                ``vocab_size``, ``cell``, ``embedding_dim``, ``hidden_dim``, ``num_layers`` and
+                ``tie_weights``, and no context input of its own.
+            encoder: also initialise the encoder from the LM.
+
+        Returns:
+            The names of this model's parameters that were copied.
+
+        Raises:
+            ValueError: naming the first field on which the LM and this model's decoder differ,
+                or if ``feed_context`` (the decoder's input layer then has extra columns for ``z``).
+        """
+        c, lc = self.config, lm.config
+        for field in ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights"):
+            if getattr(c, field) != getattr(lc, field):
+                raise ValueError(f"language model's {field} is {getattr(lc, field)!r}, this VAE's decoder needs "
+                                 f"{getattr(c, field)!r}")
+        if c.feed_context or lc.context_dim:
+            raise ValueError("load_language_model needs feed_context=False and a language model without a context input")
+        copied = []
+        own = dict(self.named_parameters())
+        for name, value in lm.named_parameters():  # tied weights appear once, as embedding.weight
+            own[f"decoder.{name}"].copy_(value)
+            copied.append(f"decoder.{name}")
+        if encoder:
+            if self.encoder_embedding is not None:
+                self.encoder_embedding.weight.copy_(lm.embedding.weight)
+                copied.append("encoder_embedding.weight")
+            if not c.encoder_bidirectional:
+                for name, value in lm.rnn.named_parameters():
+                    own[f"encoder_rnn.{name}"].copy_(value)
+                    copied.append(f"encoder_rnn.{name}")
+        return copied
+
     def optimization_phases(self, alternate: bool = False) -> dict[str, list[nn.Parameter]]:
         """One joint phase (``alternate`` is ignored: encoder and decoder are always trained together)."""
         return {"all": list(self.parameters())}
