@@ -13,9 +13,9 @@ Presets (``--preset``)
   epoch 5, clipping at 5, 13 epochs, weights uniform in +-0.1. Published test perplexity 114.5.
 * ``sentence-lstm`` — sentence-level LSTM LM (each sentence alone, Bowman et al. 2016's
   RNNLM baseline: test NLL 100 nats per sentence, perplexity 116);
-* ``sentence-lstm-512`` / ``sentence-lstm-2x400`` — the same, wider (1 x 512) or deeper
-  (2 x 400), more dropout, and a cosine-decayed step size over 9 epochs (sized to fit
-  about 90 minutes on one thread);
+* ``sentence-lstm-512`` / ``sentence-lstm-650`` / ``sentence-lstm-2x400`` — the same, wider
+  (1 x 512, 1 x 650: Zaremba et al.'s medium width) or deeper (2 x 400), more dropout, and a
+  cosine-decayed step size over 9 epochs (512: about 100 minutes on one thread);
 * ``vae`` — the sentence VAE with Bowman et al. 2016's sizes (353-dim embeddings, 191 LSTM
   units, 13 latent dimensions), sigmoid KL annealing centred at step 2,500 and word
   dropout 0.25 (published: NLL 101, KL 2);
@@ -64,6 +64,10 @@ PRESETS: dict[str, list[str]] = {
                       "--optimizer", "adam", "--lr", "0.002", "--grad-clip", "5", "--epochs", "15", "--patience", "2"],
     "sentence-lstm-512": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "512",
                           "--hidden-dim", "512", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
+                          "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--grad-clip", "5",
+                          "--epochs", "9", "--patience", "0"],
+    "sentence-lstm-650": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "650",
+                          "--hidden-dim", "650", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
                           "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--grad-clip", "5",
                           "--epochs", "9", "--patience", "0"],
     "sentence-lstm-2x400": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "2", "--embedding-dim", "400",

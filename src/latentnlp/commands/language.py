@@ -106,7 +106,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--init-from", metavar="RUN_DIR",
                    help="start from a finished rnnlm run's weights (same vocabulary): an rnnlm continues from an "
-                        "identical rnnlm; a sentence-vae takes them as its decoder and encoder "
+                        "rnnlm of the same sizes (dropout may differ); a sentence-vae takes them as its decoder and "
+                        "encoder "
                         "(SentenceVAE.load_language_model)")
 
 
@@ -252,9 +253,11 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
                          f"same file with the same --min-count/--max-vocab/--lowercase")
     lm = source.load_model()
     if model_name == "rnnlm":
-        if lm.config.to_dict() != model.config.to_dict():
-            differ = sorted(k for k, v in model.config.to_dict().items() if lm.config.to_dict().get(k) != v)
-            raise ValueError(f"--init-from {source.path}: its model differs from this one in {differ}")
+        shape = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "context_dim",
+                 "feed_context")  # dropout and init_range may change
+        differ = [k for k in shape if getattr(lm.config, k) != getattr(model.config, k)]
+        if differ:
+            raise ValueError(f"--init-from {source.path}: its network differs from this one in {differ}")
         model.load_state_dict(lm.state_dict())
     else:
         try:
