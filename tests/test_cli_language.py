@@ -114,6 +114,34 @@ def test_init_from_a_finished_language_model(tmp_path, ptb_slice, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_adaptive_softmax_runs_resume_and_start_a_vae(tmp_path, ptb_slice, capsys):
+    lm = tmp_path / "lm"
+    adaptive = ["--adaptive-softmax", "60,200", "--tie-weights"]
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, *adaptive, "--out", str(lm)]) == 0
+    assert json.loads((lm / "config.json").read_text())["model_config"]["softmax_cutoffs"] == [60, 200]
+    longer = [a if a != "2" else "3" for a in TINY]  # resumes (the saved config compares equal)
+    assert main(["train", "rnnlm", *_files(ptb_slice), *longer, *adaptive, "--out", str(lm)]) == 0
+    assert len((lm / "metrics.jsonl").read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert main(["evaluate", str(lm)]) == 0
+    figures = json.loads(capsys.readouterr().out)["sentence_level"]
+    assert 1 < figures["perplexity"] < len((lm / "vocab.txt").read_text().splitlines())
+    assert main(["sample", str(lm), "--n", "2", "--max-length", "8"]) == 0
+    capsys.readouterr()
+    vae = tmp_path / "vae"
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, *adaptive, "--latent-dim", "4", "--epochs", "1",
+                 "--init-from", str(lm), "--out", str(vae)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(vae), "--iw-samples", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["vae"]["iw_nll_per_sentence"] > 0
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--tie-weights", "--latent-dim", "4",
+                 "--init-from", str(lm), "--out", str(tmp_path / "full")]) == 2
+    assert "softmax_cutoffs" in capsys.readouterr().err
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--adaptive-softmax", "2000x", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "--adaptive-softmax" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def vae_run(ptb_slice, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "vae"

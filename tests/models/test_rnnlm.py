@@ -85,6 +85,51 @@ def test_sentence_log_likelihood_is_the_sum_of_step_log_probs(cell, context):
         torch.testing.assert_close(out["nll_per_token"], -ll / batch.lengths)
 
 
+# ----------------------------------------------------------------- adaptive softmax
+@pytest.mark.parametrize("cell, tie", [("lstm", False), ("gru", True)])
+def test_adaptive_softmax_is_the_factorised_distribution_by_hand(cell, tie):
+    sizes = {"embedding_dim": 8, "tie_weights": True} if tie else {}
+    model = _model(cell, seed=4, softmax_cutoffs=(5, 8), **sizes)
+    assert model.cluster.weight.shape == (2, 8)
+    if tie:
+        assert model.output.weight is model.embedding.weight
+    h = torch.randn(6, 8, generator=torch.Generator().manual_seed(5))
+    log_probs = model.log_probs(h)
+    assert log_probs.shape == (6, V)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(6))
+    assert (log_probs[:, :2] == -math.inf).all() and torch.isfinite(log_probs[:, 2:]).all()
+    with torch.no_grad():  # p(w) = p(head entry) for w < 5, p(cluster i) p(w | cluster i) otherwise
+        scores = h @ model.output.weight.T + model.output.bias  # (6, V)
+        head = torch.cat([scores[:, :5], h @ model.cluster.weight.T + model.cluster.bias], dim=1)
+        head[:, :2] = -math.inf
+        head = head.log_softmax(-1)
+        expected = torch.cat([head[:, :5], head[:, 5:6] + scores[:, 5:8].log_softmax(-1),
+                              head[:, 6:7] + scores[:, 8:].log_softmax(-1)], dim=1)
+    torch.testing.assert_close(log_probs, expected)
+    targets = torch.tensor([2, 4, 5, 7, 8, 10])  # head, head, first cluster (twice), second cluster (twice)
+    picked = model.target_log_probs(h, targets)
+    torch.testing.assert_close(picked, expected.gather(1, targets[:, None]).squeeze(1))
+    (-picked.sum()).backward()
+    assert model.cluster.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(model.logits(h).log_softmax(-1), log_probs)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_adaptive_softmax_sentence_and_stream_likelihoods_are_the_step_by_step_ones(cell):
+    model = _model(cell, seed=6, softmax_cutoffs=(6,), context_dim=3)
+    sentences = _sentences(4, seed=7)
+    ctx = torch.randn(4, 3, generator=torch.Generator().manual_seed(8))
+    ll = model.sentence_log_likelihood(collate_sentences(sentences, _vocab()), ctx)
+    expected = [_step_by_step(model, s, ctx[i : i + 1]) for i, s in enumerate(sentences)]
+    torch.testing.assert_close(ll, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    plain = _model(cell, seed=6, softmax_cutoffs=(6,))
+    stream = _stream()
+    window = StreamWindow(stream[:, :-1], stream[:, 1:], reset=True)
+    out, _ = plain.run(window.inputs)
+    by_gather = plain.log_probs(out).gather(2, window.targets.unsqueeze(2)).sum()
+    torch.testing.assert_close(plain(window)["loss"], -by_gather.view(1) / stream.shape[0])
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_padding_does_not_change_a_sentence_log_likelihood(cell):
     model = _model(cell, seed=2)
@@ -205,6 +250,11 @@ def test_tied_weights_share_one_tensor():
         ({"context_dim": -1}, "context_dim"),
         ({"feed_context": True}, "feed_context"),
         ({"init_range": 0.0}, "init_range"),
+        ({"softmax_cutoffs": (2,)}, "softmax_cutoffs"),
+        ({"softmax_cutoffs": (5, 5)}, "softmax_cutoffs"),
+        ({"softmax_cutoffs": (5, V)}, "softmax_cutoffs"),
+        ({"softmax_cutoffs": ("a",)}, "softmax_cutoffs"),
+        ({"softmax_cutoffs": 5}, "softmax_cutoffs"),
     ],
 )
 def test_bad_configs_raise(kw, match):

@@ -104,6 +104,9 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--adaptive-softmax", metavar="C1,C2,..",
+                   help="adaptive softmax (Grave et al. 2017): vocabulary ids where tail clusters start, e.g. 2000 "
+                        "(words are ids by training frequency; PTB's first 2,000 ids cover 87%% of tokens)")
     p.add_argument("--init-from", metavar="RUN_DIR",
                    help="start from a finished rnnlm run's weights (same vocabulary): an rnnlm continues from an "
                         "rnnlm of the same sizes (dropout may differ); a sentence-vae takes them as its decoder and "
@@ -157,7 +160,14 @@ def _check_resumable(run: RunDirectory, name: str, model_config: dict, resume: b
     if not resume or not run.file("checkpoint.safetensors").is_file() or not run.file(run.CONFIG).is_file():
         return
     previous = run.read_config()
-    if previous.get("model") != name or previous.get("model_config") != model_config:
+    same = previous.get("model") == name
+    if same:  # compare through the config class: fields added since then take their defaults
+        config_cls = RNNLMConfig if name == "rnnlm" else _vae_config_class()
+        try:
+            same = config_cls(**previous.get("model_config", {})).to_dict() == model_config
+        except (TypeError, ValueError):
+            same = False
+    if not same:
         raise ValueError(f"{run.path} holds a checkpoint of a different model ({previous.get('model')}); "
                          "pass --no-resume or choose another --out")
 
@@ -174,7 +184,8 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
         if args.model_name == "rnnlm":
             model = RNNLanguageModel(RNNLMConfig(
                 vocab_size=len(vocab), cell=args.cell, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-                num_layers=args.layers, dropout=args.dropout, tie_weights=args.tie_weights, init_range=args.init_range))
+                num_layers=args.layers, dropout=args.dropout, tie_weights=args.tie_weights, init_range=args.init_range,
+                softmax_cutoffs=_softmax_cutoffs(args.adaptive_softmax)))
         else:
             model = _build_vae(args, len(vocab))
     mode = getattr(args, "mode", "sentence")
@@ -254,7 +265,7 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
     lm = source.load_model()
     if model_name == "rnnlm":
         shape = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "context_dim",
-                 "feed_context")  # dropout and init_range may change
+                 "feed_context", "softmax_cutoffs")  # dropout and init_range may change
         differ = [k for k in shape if getattr(lm.config, k) != getattr(model.config, k)]
         if differ:
             raise ValueError(f"--init-from {source.path}: its network differs from this one in {differ}")
@@ -273,6 +284,22 @@ def _eval_stream(ids: list[torch.Tensor], vocab: SentenceVocabulary) -> torch.Te
     return torch.cat([eos] + [t for s in ids for t in (s, eos)]).view(1, -1)
 
 
+def _vae_config_class():
+    from ..models.language.sentence_vae import SentenceVAEConfig
+
+    return SentenceVAEConfig
+
+
+def _softmax_cutoffs(text: str | None) -> tuple[int, ...]:
+    """``--adaptive-softmax 2000,4000`` -> ``(2000, 4000)``."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--adaptive-softmax takes comma-separated vocabulary ids such as 2000,4000, got {text!r}") from None
+
+
 def _build_vae(args: argparse.Namespace, vocab_size: int):
     from ..models.language.sentence_vae import SentenceVAE, SentenceVAEConfig
 
@@ -282,7 +309,7 @@ def _build_vae(args: argparse.Namespace, vocab_size: int):
         feed_context=args.feed_context, word_dropout=args.word_dropout, kl_schedule=args.kl_schedule,
         kl_anneal_steps=args.kl_anneal_steps, kl_sigmoid_rate=args.kl_sigmoid_rate, kl_cycles=args.kl_cycles,
         kl_cycle_ratio=args.kl_cycle_ratio, free_bits=args.free_bits, tie_weights=args.tie_weights,
-        share_embedding=args.share_embedding))
+        share_embedding=args.share_embedding, softmax_cutoffs=_softmax_cutoffs(args.adaptive_softmax)))
 
 
 def _vae_validation(model, ids, vocab) -> dict[str, float]:

@@ -19,6 +19,19 @@ Two ways to feed the model, both trained by the shared
   Zaremba et al.'s code, the NLL summed over the window's steps and averaged over the
   streams (nats per stream-window); ``nll_per_token`` is reported beside it.
 
+Output layer: one softmax over the vocabulary, or the **adaptive softmax** of Grave, Joulin,
+Cisse, Grangier & Jegou (2017) when ``softmax_cutoffs = (c_1, .., c_k)`` are given. Ids are
+words by decreasing training frequency (after the four special entries), so the head
+``[0, c_1)`` holds the frequent words; it also scores one entry per tail cluster
+``[c_i, c_{i+1})`` (``c_{k+1} = V``), and
+
+    p(w) = softmax(head)[w]                                        for w < c_1
+    p(w) = softmax(head)[c_1 + i] * softmax(W_i h + b_i)[w - c_i]   for w in cluster i
+
+with ``W_i``, ``b_i`` the rows of the ordinary output layer for cluster ``i`` (so tied
+embeddings stay tied; only the ``k`` cluster scores are new parameters). The likelihood is
+exact (every ``p`` sums to 1 over the vocabulary); training computes a tail softmax only for
+the tokens whose target lies in that tail, which is where the time goes with ``V = 10,000``.
 Ids 0 (``<pad>``) and 1 (``<bos>``) are never predicted: their logits are fixed at -inf.
 Shapes: ``B`` sentences or streams, ``T`` steps, ``V`` vocabulary, ``H`` hidden units,
 ``L`` layers.
@@ -61,6 +74,9 @@ class RNNLMConfig:
         context_dim: size of a conditioning vector that sets the initial hidden state of
             every layer through ``tanh(W c + b)`` (the sentence VAE's ``z``); 0: none.
         feed_context: also concatenate the context vector to the input at every step.
+        softmax_cutoffs: ``(c_1 < .. < c_k)`` vocabulary ids where the adaptive softmax's
+            tail clusters start (module docstring; Grave et al. 2017); ``()``: one full
+            softmax. Needs ``N_NEVER_PREDICTED < c_1`` and ``c_k < vocab_size``.
     """
 
     vocab_size: int
@@ -73,8 +89,10 @@ class RNNLMConfig:
     init_range: float = 0.1
     context_dim: int = 0
     feed_context: bool = False
+    softmax_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        self.softmax_cutoffs = check_cutoffs(self.softmax_cutoffs, self.vocab_size, "RNNLMConfig.softmax_cutoffs")
         if self.cell not in CELLS:
             raise ValueError(f"RNNLMConfig.cell must be one of {sorted(CELLS)}, got {self.cell!r}")
         for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers"):
@@ -96,7 +114,19 @@ class RNNLMConfig:
             raise ValueError(f"RNNLMConfig.init_range must be > 0, got {self.init_range!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "softmax_cutoffs": list(self.softmax_cutoffs)}
+
+
+def check_cutoffs(cutoffs, vocab_size: int, name: str) -> tuple[int, ...]:
+    """``cutoffs`` as a tuple of ints, validated for a vocabulary of ``vocab_size``; ``ValueError`` names ``name``."""
+    try:
+        values = tuple(int(c) for c in cutoffs)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of vocabulary ids, got {cutoffs!r}") from None
+    if values and (values[0] <= N_NEVER_PREDICTED or values[-1] >= vocab_size
+                   or any(b <= a for a, b in zip(values, values[1:]))):
+        raise ValueError(f"{name} must increase strictly within ({N_NEVER_PREDICTED}, {vocab_size}), got {cutoffs!r}")
+    return values
 
 
 @dataclass
@@ -144,6 +174,8 @@ class RNNLanguageModel(nn.Module):
         if c.tie_weights:
             self.output.weight = self.embedding.weight
         self.context_to_state = nn.Linear(c.context_dim, c.num_layers * c.hidden_dim) if c.context_dim else None
+        # adaptive softmax: one head score per tail cluster (the words' rows are self.output's)
+        self.cluster = nn.Linear(c.hidden_dim, len(c.softmax_cutoffs)) if c.softmax_cutoffs else None
         blocked = torch.zeros(c.vocab_size, dtype=torch.bool)
         blocked[:N_NEVER_PREDICTED] = True
         self.register_buffer("_blocked", blocked, persistent=False)
@@ -208,12 +240,55 @@ class RNNLanguageModel(nn.Module):
         return self.drop(out), state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``(..., H) -> (..., V)`` output scores; ``<pad>`` and ``<bos>`` get -inf."""
+        """``(..., H) -> (..., V)`` output scores, ``log p`` up to a constant; ``<pad>`` and ``<bos>`` get -inf."""
+        if self.cluster is not None:
+            return self.log_probs(hidden)
         return self.output(hidden).masked_fill(self._blocked, float("-inf"))
+
+    def _head_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Adaptive softmax: ``(N, H) -> (N, c_1 + k)``, log-probabilities of the head words and clusters."""
+        head = self.config.softmax_cutoffs[0]
+        words = F.linear(hidden, self.output.weight[:head], self.output.bias[:head])
+        words = words.masked_fill(self._blocked[:head], float("-inf"))
+        return F.log_softmax(torch.cat([words, self.cluster(hidden)], dim=-1), dim=-1)
+
+    def _clusters(self):
+        """``(i, lo, hi)`` for each adaptive-softmax tail cluster ``[lo, hi)``."""
+        bounds = (*self.config.softmax_cutoffs, self.config.vocab_size)
+        return [(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(..., H) -> (..., V)`` log-probabilities of the next token, nats."""
-        return F.log_softmax(self.logits(hidden), dim=-1)
+        if self.cluster is None:
+            return F.log_softmax(self.logits(hidden), dim=-1)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        head = self._head_log_probs(flat)
+        c1 = self.config.softmax_cutoffs[0]
+        parts = [head[:, :c1]]
+        for i, lo, hi in self._clusters():
+            tail = F.log_softmax(F.linear(flat, self.output.weight[lo:hi], self.output.bias[lo:hi]), dim=-1)
+            parts.append(head[:, c1 + i : c1 + i + 1] + tail)
+        return torch.cat(parts, dim=-1).view(*hidden.shape[:-1], -1)
+
+    def target_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(target)`` for hidden outputs ``(N, H)`` and ids ``(N,)``: ``(N,)``, nats.
+
+        With the adaptive softmax each tail's scores are computed only for the rows whose
+        target lies in it (the training speed-up); the values equal :meth:`log_probs` gathered.
+        """
+        if self.cluster is None:
+            return -F.cross_entropy(self.logits(hidden), targets, reduction="none")
+        head = self._head_log_probs(hidden)
+        c1 = self.config.softmax_cutoffs[0]
+        out = head.gather(1, targets.clamp(max=c1 - 1).unsqueeze(1)).squeeze(1)
+        for i, lo, hi in self._clusters():
+            rows = ((targets >= lo) & (targets < hi)).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            tail = F.log_softmax(F.linear(hidden[rows], self.output.weight[lo:hi], self.output.bias[lo:hi]), dim=-1)
+            value = head[rows, c1 + i] + tail.gather(1, (targets[rows] - lo).unsqueeze(1)).squeeze(1)
+            out = out.index_put((rows,), value)
+        return out
 
     def step(self, tokens: torch.Tensor, state: State, context: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """One decoding step: ``tokens (B,)`` -> ``(log p(next | prefix) (B, V), new state)``."""
@@ -228,8 +303,8 @@ class RNNLanguageModel(nn.Module):
         """
         out, _ = self.run(batch.inputs, state, context, lengths=batch.lengths)
         mask = batch.mask
-        nll = F.cross_entropy(self.logits(out[mask]), batch.targets[mask], reduction="none")
-        return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, -nll)
+        ll = self.target_log_probs(out[mask], batch.targets[mask])
+        return torch.zeros(mask.shape, dtype=ll.dtype, device=ll.device).masked_scatter(mask, ll)
 
     def sentence_log_likelihood(self, batch: SentenceBatch, context: torch.Tensor | None = None,
                                 state: State | None = None) -> torch.Tensor:
@@ -249,7 +324,7 @@ class RNNLanguageModel(nn.Module):
             state = None if x.reset else self._stream_state  # stored detached: truncated BPTT
             out, state = self.run(x.inputs, state)
             self._stream_state = _detach(state)
-            nll = F.cross_entropy(self.logits(out).flatten(0, 1), x.targets.flatten(), reduction="sum")
+            nll = -self.target_log_probs(out.flatten(0, 1), x.targets.flatten()).sum()
             n_streams, steps = x.targets.shape
             return {"loss": (nll / n_streams).view(1), "nll_per_token": (nll / (n_streams * steps)).view(1)}
         raise TypeError(f"RNNLanguageModel takes a SentenceBatch or a StreamWindow, got {type(x).__name__}")
@@ -269,7 +344,7 @@ class RNNLanguageModel(nn.Module):
         for start, stop in stream_windows(stream, bptt):
             out, state = self.run(stream[:, start:stop], state)
             targets = stream[:, start + 1 : stop + 1]
-            total -= float(F.cross_entropy(self.logits(out).flatten(0, 1), targets.flatten(), reduction="sum"))
+            total += float(self.target_log_probs(out.flatten(0, 1), targets.flatten()).sum())
             count += targets.numel()
         self.train(was_training)
         return total, count

@@ -76,7 +76,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...data.sentences import BOS, EOS, SPECIAL, UNK, SentenceBatch, SentenceVocabulary, collate_sentences
 from ...inference.importance import iw_log_mean_exp
-from .rnnlm import CELLS, RNNLanguageModel, RNNLMConfig, perplexities, sentence_batches
+from .rnnlm import CELLS, RNNLanguageModel, RNNLMConfig, check_cutoffs, perplexities, sentence_batches
 
 __all__ = ["SentenceVAEConfig", "SentenceVAE", "evaluate_vae", "KL_SCHEDULES"]
 
@@ -116,6 +116,8 @@ class SentenceVAEConfig:
         kl_cycles: ``M``, cycles of the cyclical schedule (Fu et al.: 4).
         kl_cycle_ratio: ``R``, the fraction of each cycle spent rising (Fu et al.: 0.5).
         free_bits: ``lambda``, nats per latent dimension; 0 turns free bits off.
+        softmax_cutoffs: the decoder's adaptive-softmax clusters (see
+            :class:`~latentnlp.models.language.rnnlm.RNNLMConfig`); ``()``: full softmax.
         init_range: every weight starts uniform in ``[-init_range, init_range]``.
     """
 
@@ -138,6 +140,7 @@ class SentenceVAEConfig:
     kl_cycles: int = 4
     kl_cycle_ratio: float = 0.5
     free_bits: float = 0.0
+    softmax_cutoffs: tuple[int, ...] = ()
     init_range: float = 0.1
 
     def __post_init__(self) -> None:
@@ -169,19 +172,20 @@ class SentenceVAEConfig:
         for name in ("encoder_bidirectional", "feed_context", "share_embedding", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SentenceVAEConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        self.softmax_cutoffs = check_cutoffs(self.softmax_cutoffs, self.vocab_size, "SentenceVAEConfig.softmax_cutoffs")
         if self.tie_weights and self.embedding_dim != self.hidden_dim:
             raise ValueError(f"SentenceVAEConfig.tie_weights needs embedding_dim == hidden_dim, "
                              f"got {self.embedding_dim} and {self.hidden_dim}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "softmax_cutoffs": list(self.softmax_cutoffs)}
 
     def decoder_config(self) -> RNNLMConfig:
         """The decoder's :class:`~latentnlp.models.language.rnnlm.RNNLMConfig` (``context_dim = latent_dim``)."""
         return RNNLMConfig(vocab_size=self.vocab_size, cell=self.cell, embedding_dim=self.embedding_dim,
                            hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout,
                            init_range=self.init_range, context_dim=self.latent_dim, feed_context=self.feed_context,
-                           tie_weights=self.tie_weights)
+                           tie_weights=self.tie_weights, softmax_cutoffs=self.softmax_cutoffs)
 
     def kl_weight_at(self, step: int) -> float:
         """``beta_t``, the KL weight at training step ``step`` (0-based) under ``kl_schedule``, in [0, 1]."""
@@ -430,8 +434,8 @@ class SentenceVAE(nn.Module):
 
         Args:
             lm: an :class:`~latentnlp.models.language.rnnlm.RNNLanguageModel` with this model's
-                ``vocab_size``, ``cell``, ``embedding_dim``, ``hidden_dim``, ``num_layers`` and
-                ``tie_weights``, and no context input of its own.
+                ``vocab_size``, ``cell``, ``embedding_dim``, ``hidden_dim``, ``num_layers``,
+                ``tie_weights`` and ``softmax_cutoffs``, and no context input of its own.
             encoder: also initialise the encoder from the LM.
 
         Returns:
@@ -442,7 +446,8 @@ class SentenceVAE(nn.Module):
                 or if ``feed_context`` (the decoder's input layer then has extra columns for ``z``).
         """
         c, lc = self.config, lm.config
-        for field in ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights"):
+        for field in ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights",
+                      "softmax_cutoffs"):
             if getattr(c, field) != getattr(lc, field):
                 raise ValueError(f"language model's {field} is {getattr(lc, field)!r}, this VAE's decoder needs "
                                  f"{getattr(c, field)!r}")
