@@ -66,10 +66,6 @@ PRESETS: dict[str, list[str]] = {
                           "--hidden-dim", "512", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
                           "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--grad-clip", "5",
                           "--epochs", "9", "--patience", "0"],
-    "sentence-lstm-650": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "650",
-                          "--hidden-dim", "650", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
-                          "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--grad-clip", "5",
-                          "--epochs", "9", "--patience", "0"],
     "sentence-lstm-2x400": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "2", "--embedding-dim", "400",
                             "--hidden-dim", "400", "--tie-weights", "--dropout", "0.4", "--batch-size", "32",
                             "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--grad-clip", "5",
@@ -86,24 +82,26 @@ PRESETS: dict[str, list[str]] = {
                     "--dropout", "0.5", "--latent-dim", "13", "--free-bits", "0.5", "--kl-schedule", "linear",
                     "--kl-anneal-steps", "2600", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.002",
                     "--lr-schedule", "cosine", "--grad-clip", "5", "--epochs", "6", "--patience", "0"],
-    # Fine-tuning from the finished sentence-lstm-512 run ("{runs}" is --runs): the LM for 3 more
-    # epochs, and two VAEs whose decoder and encoder start as that LM, trained for the same 3 epochs
-    # with the same schedule, so the VAE-vs-LM comparison gives both the same extra training.
-    "sentence-lstm-512-ft": ["rnnlm", "--mode", "sentence", "--cell", "lstm", "--layers", "1", "--embedding-dim", "512",
-                             "--hidden-dim", "512", "--tie-weights", "--dropout", "0.5", "--batch-size", "32",
-                             "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
-                             "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
-    "vae-512-lm-kl5": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "512", "--hidden-dim", "512",
-                       "--tie-weights", "--share-embedding", "--dropout", "0.5", "--latent-dim", "13", "--free-bits",
-                       "0.5", "--kl-schedule", "linear", "--kl-anneal-steps", "1315", "--batch-size", "32",
-                       "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
-                       "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
-    "vae-512-lm-kl2": ["sentence-vae", "--cell", "lstm", "--embedding-dim", "512", "--hidden-dim", "512",
-                       "--tie-weights", "--share-embedding", "--dropout", "0.5", "--latent-dim", "13", "--free-bits",
-                       "0.2", "--kl-schedule", "linear", "--kl-anneal-steps", "1315", "--batch-size", "32",
-                       "--optimizer", "adam", "--lr", "0.0005", "--lr-schedule", "cosine", "--grad-clip", "5",
-                       "--epochs", "3", "--patience", "0", "--init-from", "{runs}/ptb_sentence-lstm-512"],
 }
+
+
+def _variant(base: str, **values: str) -> list[str]:
+    """Preset ``base`` with the value after each ``--flag`` replaced (keyword ``flag_name`` for ``--flag-name``)."""
+    argv = list(PRESETS[base])
+    for key, value in values.items():
+        argv[argv.index("--" + key.replace("_", "-")) + 1] = value
+    return argv
+
+
+PRESETS["sentence-lstm-650"] = _variant("sentence-lstm-512", embedding_dim="650", hidden_dim="650")
+# Fine-tuning from the finished sentence-lstm-512 run ("{runs}" is --runs): the LM for 3 more
+# epochs, and two VAEs whose decoder and encoder start as that LM, trained for the same 3 epochs
+# with the same schedule, so the VAE-vs-LM comparison gives both the same extra training.
+FROM_LM = ["--init-from", "{runs}/ptb_sentence-lstm-512"]
+PRESETS["sentence-lstm-512-ft"] = _variant("sentence-lstm-512", lr="0.0005", epochs="3") + FROM_LM
+PRESETS["vae-512-lm-kl5"] = _variant("vae-512-kl5", kl_anneal_steps="1315", lr="0.0005", epochs="3") + [
+    "--share-embedding", *FROM_LM]
+PRESETS["vae-512-lm-kl2"] = _variant("vae-512-lm-kl5", free_bits="0.2")
 PUBLISHED = {
     "zaremba-small": {"test_perplexity": 114.5, "source": "Zaremba et al. 2014, Table 1 (non-regularized LSTM)"},
     "sentence-lstm": {"test_nll_per_sentence": 100.0, "test_perplexity": 116.0, "source": "Bowman et al. 2016, Table 2"},

@@ -28,6 +28,7 @@ from ..data.sentences import (
 )
 from ..data.vocab import Vocabulary
 from ..models.language.rnnlm import (
+    NETWORK_FIELDS,
     RNNLanguageModel,
     RNNLMConfig,
     StreamWindow,
@@ -156,15 +157,14 @@ def _train_config(args: argparse.Namespace, monitor: str, batch_size: int, shuff
     )
 
 
-def _check_resumable(run: RunDirectory, name: str, model_config: dict, resume: bool) -> None:
+def _check_resumable(run: RunDirectory, name: str, model_config, resume: bool) -> None:
     if not resume or not run.file("checkpoint.safetensors").is_file() or not run.file(run.CONFIG).is_file():
         return
     previous = run.read_config()
     same = previous.get("model") == name
     if same:  # compare through the config class: fields added since then take their defaults
-        config_cls = RNNLMConfig if name == "rnnlm" else _vae_config_class()
         try:
-            same = config_cls(**previous.get("model_config", {})).to_dict() == model_config
+            same = type(model_config)(**previous.get("model_config", {})) == model_config
         except (TypeError, ValueError):
             same = False
     if not same:
@@ -189,7 +189,7 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
         else:
             model = _build_vae(args, len(vocab))
     mode = getattr(args, "mode", "sentence")
-    _check_resumable(run, args.model_name, model.config.to_dict(), not args.no_resume)
+    _check_resumable(run, args.model_name, model.config, not args.no_resume)
     resuming = not args.no_resume and run.file("checkpoint.safetensors").is_file()
     if args.init_from and not resuming:  # a checkpoint, when there is one, holds later weights
         _initialize_from(model, args.model_name, RunDirectory(args.init_from), vocab)
@@ -264,8 +264,7 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
                          f"same file with the same --min-count/--max-vocab/--lowercase")
     lm = source.load_model()
     if model_name == "rnnlm":
-        shape = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "context_dim",
-                 "feed_context", "softmax_cutoffs")  # dropout and init_range may change
+        shape = (*NETWORK_FIELDS, "context_dim", "feed_context")  # dropout and init_range may change
         differ = [k for k in shape if getattr(lm.config, k) != getattr(model.config, k)]
         if differ:
             raise ValueError(f"--init-from {source.path}: its network differs from this one in {differ}")
@@ -282,12 +281,6 @@ def _eval_stream(ids: list[torch.Tensor], vocab: SentenceVocabulary) -> torch.Te
     """One stream ``(1, 1 + tokens)`` that starts with ``<eos>``, so every word and ``<eos>`` is predicted."""
     eos = torch.tensor([vocab.eos_id])
     return torch.cat([eos] + [t for s in ids for t in (s, eos)]).view(1, -1)
-
-
-def _vae_config_class():
-    from ..models.language.sentence_vae import SentenceVAEConfig
-
-    return SentenceVAEConfig
 
 
 def _softmax_cutoffs(text: str | None) -> tuple[int, ...]:

@@ -53,6 +53,8 @@ from ...data.sentences import N_NEVER_PREDICTED, SentenceBatch
 __all__ = ["RNNLMConfig", "RNNLanguageModel", "StreamWindow", "stream_windows"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# config fields that fix the shapes of an LM's weights (shared with the sentence VAE's decoder)
+NETWORK_FIELDS = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights", "softmax_cutoffs")
 
 State = "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"
 

@@ -76,7 +76,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ...data.sentences import BOS, EOS, SPECIAL, UNK, SentenceBatch, SentenceVocabulary, collate_sentences
 from ...inference.importance import iw_log_mean_exp
-from .rnnlm import CELLS, RNNLanguageModel, RNNLMConfig, check_cutoffs, perplexities, sentence_batches
+from .rnnlm import CELLS, NETWORK_FIELDS, RNNLanguageModel, RNNLMConfig, check_cutoffs, perplexities, sentence_batches
 
 __all__ = ["SentenceVAEConfig", "SentenceVAE", "evaluate_vae", "KL_SCHEDULES"]
 
@@ -446,8 +446,7 @@ class SentenceVAE(nn.Module):
                 or if ``feed_context`` (the decoder's input layer then has extra columns for ``z``).
         """
         c, lc = self.config, lm.config
-        for field in ("vocab_size", "cell", "embedding_dim", "hidden_dim", "num_layers", "tie_weights",
-                      "softmax_cutoffs"):
+        for field in NETWORK_FIELDS:
             if getattr(c, field) != getattr(lc, field):
                 raise ValueError(f"language model's {field} is {getattr(lc, field)!r}, this VAE's decoder needs "
                                  f"{getattr(c, field)!r}")
