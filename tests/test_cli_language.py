@@ -109,12 +109,43 @@ def test_init_from_a_finished_language_model(tmp_path, ptb_slice, capsys):
            (["sentence-vae", "--hidden-dim", "8"], "hidden_dim"),
            (["rnnlm", "--tie-weights", "--min-count", "2"], "vocab.txt"),
            (["sentence-vae", "--init-from", str(vae)], "only rnnlm"),
-           (["rnnlm", "--init-from", str(tmp_path / "missing")], "not a finished run")]
+           (["rnnlm", "--init-from", str(tmp_path / "missing")], "not a run directory with weights")]
     for k, (options, message) in enumerate(bad):
         name, rest = options[0], options[1:]
         source_dir = [] if "--init-from" in rest else ["--init-from", str(lm)]
         assert main(["train", name, *_files(ptb_slice), *TINY, *rest, *source_dir, "--out", str(tmp_path / f"b{k}")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_init_from_an_unfinished_run_takes_its_checkpoint(tmp_path, ptb_slice, capsys):
+    lm = tmp_path / "lm"
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--tie-weights", "--out", str(lm)]) == 0
+    (lm / "model.safetensors").unlink()  # as if stopped after its last epoch, before the final save
+    from latentnlp.runs import RunDirectory
+    from latentnlp.training.checkpoint import load_tensors
+
+    source, epoch = RunDirectory(lm).load_checkpoint_model()
+    assert epoch == len((lm / "metrics.jsonl").read_text().splitlines())
+    tensors, _ = load_tensors(lm / "checkpoint.safetensors")
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(value, tensors[f"model.{name}"], rtol=0, atol=0)
+    capsys.readouterr()
+    vae = tmp_path / "vae"
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--tie-weights", "--latent-dim", "4",
+                 "--epochs", "1", "--lr", "1e-12", "--init-from", str(lm), "--out", str(vae)]) == 0
+    assert f"after epoch {epoch}" in capsys.readouterr().out
+    assert json.loads((vae / "config.json").read_text())["init_from_epoch"] == epoch
+    model = RunDirectory(vae).load_model()
+    for name, value in source.rnn.named_parameters():
+        torch.testing.assert_close(dict(model.decoder.rnn.named_parameters())[name], value, rtol=0, atol=1e-6)
+    # resuming the VAE keeps the record of where it started
+    assert main(["train", "sentence-vae", *_files(ptb_slice), *TINY, "--tie-weights", "--latent-dim", "4",
+                 "--epochs", "2", "--lr", "1e-12", "--init-from", str(lm), "--out", str(vae)]) == 0
+    assert json.loads((vae / "config.json").read_text())["init_from_epoch"] == epoch
+    (lm / "checkpoint.safetensors").unlink()
+    assert main(["train", "rnnlm", *_files(ptb_slice), *TINY, "--tie-weights", "--init-from", str(lm), "--out",
+                 str(tmp_path / "none")]) == 2
+    assert "not a run directory with weights" in capsys.readouterr().err
 
 
 def test_adaptive_softmax_runs_resume_and_start_a_vae(tmp_path, ptb_slice, capsys):

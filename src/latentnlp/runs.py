@@ -78,6 +78,7 @@ class RunDirectory:
     CONFIG = "config.json"
     VOCAB = "vocab.txt"
     WEIGHTS = "model.safetensors"
+    CHECKPOINT = "checkpoint.safetensors"
     METRICS = "metrics.jsonl"
     CURVE = "learning_curve.png"
     EVALUATION = "evaluation.json"
@@ -136,6 +137,27 @@ class RunDirectory:
         model.load_state_dict(tensors)
         model.eval()
         return model
+
+    def load_checkpoint_model(self, map_location: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+        """Rebuild an unfinished run's model from ``checkpoint.safetensors``: ``(model, epoch)``.
+
+        The weights are those after the last completed epoch ``epoch`` (not the best ones
+        on validation), with the model name and config from ``config.json``.
+
+        Raises:
+            FileNotFoundError: if ``config.json`` or the checkpoint is missing.
+            KeyError: if the model name is not registered.
+        """
+        config = self.read_config()
+        tensors, meta = load_tensors(self.file(self.CHECKPOINT), device=map_location)
+        name = config.get("model")
+        if name not in MODEL_REGISTRY:
+            raise KeyError(f"{self.file(self.CONFIG)}: unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
+        model_cls, config_cls = MODEL_REGISTRY[name]
+        model = model_cls(config_cls(**config["model_config"]))
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.eval()
+        return model, int(meta["epoch"])
 
     # --------------------------------------------------------------- metrics
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -109,10 +109,10 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                    help="adaptive softmax (Grave et al. 2017): vocabulary ids where tail clusters start, e.g. 2000 "
                         "(words are ids by training frequency; PTB's first 2,000 ids cover 87%% of tokens)")
     p.add_argument("--init-from", metavar="RUN_DIR",
-                   help="start from a finished rnnlm run's weights (same vocabulary): an rnnlm continues from an "
+                   help="start from an rnnlm run's weights (same vocabulary): a finished run's final weights, or an "
+                        "unfinished run's checkpoint (after its last completed epoch). An rnnlm continues from an "
                         "rnnlm of the same sizes (dropout may differ); a sentence-vae takes them as its decoder and "
-                        "encoder "
-                        "(SentenceVAE.load_language_model)")
+                        "encoder (SentenceVAE.load_language_model)")
 
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
@@ -191,8 +191,11 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
     mode = getattr(args, "mode", "sentence")
     _check_resumable(run, args.model_name, model.config, not args.no_resume)
     resuming = not args.no_resume and run.file("checkpoint.safetensors").is_file()
+    init_from_epoch = None  # set when --init-from names an unfinished run
     if args.init_from and not resuming:  # a checkpoint, when there is one, holds later weights
-        _initialize_from(model, args.model_name, RunDirectory(args.init_from), vocab)
+        init_from_epoch = _initialize_from(model, args.model_name, RunDirectory(args.init_from), vocab)
+    elif args.init_from and run.file(run.CONFIG).is_file():
+        init_from_epoch = run.read_config().get("init_from_epoch")
     if mode == "continuous":
         if ctx.enabled:
             raise ValueError("continuous (truncated-BPTT) training carries one state through the corpus and runs "
@@ -234,6 +237,7 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
             "data": spec, "mode": mode, "bptt": getattr(args, "bptt", None), "n_streams": args.batch_size,
             "n_train_sentences": len(train_ids), "n_valid_sentences": len(valid_ids), "seed": args.seed,
             "world_size": ctx.world_size, "init_from": args.init_from,
+            "init_from_epoch": init_from_epoch,
         })
         run.write_vocab(vocab.tokens)
     log.info("%s (%s): train %d sentences, valid %d, vocabulary %d (test not touched)",
@@ -251,10 +255,17 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
-def _initialize_from(model, model_name: str, source: RunDirectory, vocab: SentenceVocabulary) -> None:
-    """Copy a finished rnnlm run's weights into ``model`` (``--init-from``); errors name the source run."""
-    if not source.file(source.CONFIG).is_file() or not source.file("model.safetensors").is_file():
-        raise ValueError(f"--init-from {source.path}: not a finished run (needs config.json and model.safetensors)")
+def _initialize_from(model, model_name: str, source: RunDirectory, vocab: SentenceVocabulary) -> int | None:
+    """Copy an rnnlm run's weights into ``model`` (``--init-from``); errors name the source run.
+
+    A finished run gives its final weights (``model.safetensors``); an unfinished one, stopped
+    or still training, the weights of its checkpoint, after its last completed epoch, which is
+    returned (``None`` for a finished run).
+    """
+    finished = source.file(source.WEIGHTS).is_file()
+    if not source.file(source.CONFIG).is_file() or not (finished or source.file(source.CHECKPOINT).is_file()):
+        raise ValueError(f"--init-from {source.path}: not a run directory with weights (needs config.json and "
+                         f"model.safetensors, or checkpoint.safetensors)")
     config = source.read_config()
     if config.get("model") != "rnnlm":
         raise ValueError(f"--init-from {source.path}: holds a {config.get('model')!r} run; only rnnlm runs can start "
@@ -262,7 +273,7 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
     if tuple(source.read_vocab()) != tuple(vocab.tokens):
         raise ValueError(f"--init-from {source.path}: its vocab.txt differs from this run's vocabulary; train on the "
                          f"same file with the same --min-count/--max-vocab/--lowercase")
-    lm = source.load_model()
+    lm, epoch = (source.load_model(), None) if finished else source.load_checkpoint_model()
     if model_name == "rnnlm":
         shape = (*NETWORK_FIELDS, "context_dim", "feed_context")  # dropout and init_range may change
         differ = [k for k in shape if getattr(lm.config, k) != getattr(model.config, k)]
@@ -274,7 +285,12 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
             model.load_language_model(lm)
         except ValueError as err:
             raise ValueError(f"--init-from {source.path}: {err}") from None
-    log.info("initialised %s from %s", model_name, source.path)
+    if epoch is None:
+        log.info("initialised %s from %s", model_name, source.path)
+    else:
+        print(f"--init-from {source.path}: an unfinished run; starting from its checkpoint's weights after epoch "
+              f"{epoch}")
+    return epoch
 
 
 def _eval_stream(ids: list[torch.Tensor], vocab: SentenceVocabulary) -> torch.Tensor:
