@@ -30,7 +30,11 @@ Presets (``--preset``)
   finished ``sentence-lstm-512`` (``SentenceVAE.load_language_model``), shared embedding,
   free bits 0.5 / 0.2 nats per dimension over 13 dimensions (at least 6.5 / 2.6 nats of KL
   in training), KL warm-up over the first epoch, then the control's 3 epochs and schedule.
-  Those three need ``sentence-lstm-512`` first.
+  Those three need ``sentence-lstm-512`` first;
+* ``vae-650-lm-kl5`` / ``vae-650-lm-kl2`` — the same two VAEs started from ``sentence-lstm-650``
+  (1 x 650) after 5 of its 9 epochs (``--init-from`` an unfinished run takes its checkpoint),
+  trained 2 epochs (warm-up over the first). They read ``RUNS/ptb_sentence-lstm-650-e5``: copy
+  ``RUNS/ptb_sentence-lstm-650`` there when its ``metrics.jsonl`` has 5 lines.
 
 Figures: per-sentence NLL in nats, per-token perplexity with one ``<eos>`` per sentence
 counted (82,430 test tokens) and over words only (78,669 tokens), median seconds per
@@ -102,6 +106,13 @@ PRESETS["sentence-lstm-512-ft"] = _variant("sentence-lstm-512", lr="0.0005", epo
 PRESETS["vae-512-lm-kl5"] = _variant("vae-512-kl5", kl_anneal_steps="1315", lr="0.0005", epochs="3") + [
     "--share-embedding", *FROM_LM]
 PRESETS["vae-512-lm-kl2"] = _variant("vae-512-lm-kl5", free_bits="0.2")
+# The same two VAEs started from sentence-lstm-650 (the best LM) stopped after 5 of its 9 epochs
+# ("{runs}/ptb_sentence-lstm-650-e5": a copy of its run directory then, checkpoint and all), for
+# 2 epochs: the KL warm-up over the first, then one at full weight (the 512 VAE's third epoch
+# moved its valid bound by 0.02 nats). LM 5 + VAE 2 epochs is less training than the LM's 9.
+PRESETS["vae-650-lm-kl5"] = _variant("vae-512-lm-kl5", embedding_dim="650", hidden_dim="650", epochs="2",
+                                     init_from="{runs}/ptb_sentence-lstm-650-e5")
+PRESETS["vae-650-lm-kl2"] = _variant("vae-650-lm-kl5", free_bits="0.2")
 PUBLISHED = {
     "zaremba-small": {"test_perplexity": 114.5, "source": "Zaremba et al. 2014, Table 1 (non-regularized LSTM)"},
     "sentence-lstm": {"test_nll_per_sentence": 100.0, "test_perplexity": 116.0, "source": "Bowman et al. 2016, Table 2"},
