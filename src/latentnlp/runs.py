@@ -68,6 +68,18 @@ def _register_builtin() -> None:
 _register_builtin()
 
 
+def _build_model(header: dict[str, Any], weights: dict[str, torch.Tensor], source: Path) -> nn.Module:
+    """The registered model named by ``header["model"]``, built from ``header["model_config"]``, in eval mode."""
+    name = header.get("model")
+    if name not in MODEL_REGISTRY:
+        raise KeyError(f"{source}: unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
+    model_cls, config_cls = MODEL_REGISTRY[name]
+    model = model_cls(config_cls(**header["model_config"]))
+    model.load_state_dict(weights)
+    model.eval()
+    return model
+
+
 class RunDirectory:
     """A training run's folder (see the module docstring for its layout).
 
@@ -129,14 +141,7 @@ class RunDirectory:
             KeyError: if the model name is not registered.
         """
         tensors, meta = load_tensors(self.file(self.WEIGHTS), device=map_location)
-        name = meta.get("model")
-        if name not in MODEL_REGISTRY:
-            raise KeyError(f"{self.file(self.WEIGHTS)}: unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-        model_cls, config_cls = MODEL_REGISTRY[name]
-        model = model_cls(config_cls(**meta["model_config"]))
-        model.load_state_dict(tensors)
-        model.eval()
-        return model
+        return _build_model(meta, tensors, self.file(self.WEIGHTS))
 
     def load_checkpoint_model(self, map_location: str | torch.device = "cpu") -> tuple[nn.Module, int]:
         """Rebuild an unfinished run's model from ``checkpoint.safetensors``: ``(model, epoch)``.
@@ -150,14 +155,8 @@ class RunDirectory:
         """
         config = self.read_config()
         tensors, meta = load_tensors(self.file(self.CHECKPOINT), device=map_location)
-        name = config.get("model")
-        if name not in MODEL_REGISTRY:
-            raise KeyError(f"{self.file(self.CONFIG)}: unknown model {name!r}; known: {sorted(MODEL_REGISTRY)}")
-        model_cls, config_cls = MODEL_REGISTRY[name]
-        model = model_cls(config_cls(**config["model_config"]))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        model.eval()
-        return model, int(meta["epoch"])
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        return _build_model(config, weights, self.file(self.CONFIG)), int(meta["epoch"])
 
     # --------------------------------------------------------------- metrics
     def read_metrics(self) -> list[dict[str, Any]]:
