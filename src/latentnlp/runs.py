@@ -26,6 +26,7 @@ from torch import nn
 
 from .atomic import atomic_write_text
 from .training.checkpoint import atomic_save_tensors, load_tensors
+from .training.trainer import CHECKPOINT_NAME
 
 __all__ = ["RunDirectory", "MODEL_REGISTRY", "register_model"]
 
@@ -90,7 +91,7 @@ class RunDirectory:
     CONFIG = "config.json"
     VOCAB = "vocab.txt"
     WEIGHTS = "model.safetensors"
-    CHECKPOINT = "checkpoint.safetensors"
+    CHECKPOINT = CHECKPOINT_NAME  # written by the Trainer
     METRICS = "metrics.jsonl"
     CURVE = "learning_curve.png"
     EVALUATION = "evaluation.json"

@@ -158,7 +158,7 @@ def _train_config(args: argparse.Namespace, monitor: str, batch_size: int, shuff
 
 
 def _check_resumable(run: RunDirectory, name: str, model_config, resume: bool) -> None:
-    if not resume or not run.file("checkpoint.safetensors").is_file() or not run.file(run.CONFIG).is_file():
+    if not resume or not run.file(run.CHECKPOINT).is_file() or not run.file(run.CONFIG).is_file():
         return
     previous = run.read_config()
     same = previous.get("model") == name
@@ -190,7 +190,7 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
             model = _build_vae(args, len(vocab))
     mode = getattr(args, "mode", "sentence")
     _check_resumable(run, args.model_name, model.config, not args.no_resume)
-    resuming = not args.no_resume and run.file("checkpoint.safetensors").is_file()
+    resuming = not args.no_resume and run.file(run.CHECKPOINT).is_file()
     init_from_epoch = None  # set when --init-from names an unfinished run
     if args.init_from and not resuming:  # a checkpoint, when there is one, holds later weights
         init_from_epoch = _initialize_from(model, args.model_name, RunDirectory(args.init_from), vocab)
