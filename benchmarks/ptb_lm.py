@@ -35,6 +35,8 @@ Presets (``--preset``)
   (1 x 650) after 5 of its 9 epochs (``--init-from`` an unfinished run takes its checkpoint),
   trained 2 epochs (warm-up over the first). They read ``RUNS/ptb_sentence-lstm-650-e5``: copy
   ``RUNS/ptb_sentence-lstm-650`` there when its ``metrics.jsonl`` has 5 lines.
+* ``vae-650-e5x3-kl5`` / ``vae-650-e5x3-kl2`` — the same two VAEs trained 3 epochs (Adam 7e-4
+  cosine), so that LM and VAE epochs together come close to the LM's own 9.
 
 Figures: per-sentence NLL in nats, per-token perplexity with one ``<eos>`` per sentence
 counted (82,430 test tokens) and over words only (78,669 tokens), median seconds per
@@ -113,6 +115,11 @@ PRESETS["vae-512-lm-kl2"] = _variant("vae-512-lm-kl5", free_bits="0.2")
 PRESETS["vae-650-lm-kl5"] = _variant("vae-512-lm-kl5", embedding_dim="650", hidden_dim="650", epochs="2",
                                      init_from="{runs}/ptb_sentence-lstm-650-e5")
 PRESETS["vae-650-lm-kl2"] = _variant("vae-650-lm-kl5", free_bits="0.2")
+# The same two VAEs trained 3 epochs from the same start, Adam 7e-4 cosine: LM 5 + VAE 3 = 8
+# epochs, and about the step-size mass of the LM's own last 4 (7 + 5.25 + 1.75 = 14e-4 per
+# step against 8.26 + 5 + 2.34 + 0.6 = 16.2e-4), so the VAE gets nearly the LM's training.
+PRESETS["vae-650-e5x3-kl5"] = _variant("vae-650-lm-kl5", epochs="3", lr="0.0007")
+PRESETS["vae-650-e5x3-kl2"] = _variant("vae-650-e5x3-kl5", free_bits="0.2")
 PUBLISHED = {
     "zaremba-small": {"test_perplexity": 114.5, "source": "Zaremba et al. 2014, Table 1 (non-regularized LSTM)"},
     "sentence-lstm": {"test_nll_per_sentence": 100.0, "test_perplexity": 116.0, "source": "Bowman et al. 2016, Table 2"},
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evaluate-only", action="store_true",
                     help="score the preset's finished run directory again (e.g. with another --iw-samples) "
                          "without training")
+    ap.add_argument("--label", default=None,
+                    help="key of the entry in ptb_lm.json (default: the preset), e.g. to keep a rerun beside the first run")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train options, appended")
     args = ap.parse_args(argv)
 
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads((run_dir / "config.json").read_text())
     result = {
         "preset": args.preset,
+        "label": args.label or args.preset,
         "train_command": "latentnlp " + " ".join(train_argv),
         "evaluate_command": "latentnlp " + " ".join(eval_argv),
         "test": evaluation.get("ptb.test.txt"),
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "ptb_lm.json"
     merged = json.loads(out.read_text()) if out.is_file() else {}
-    merged[args.preset] = result
+    merged[args.label or args.preset] = result
     out.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("preset", "test", "median_seconds_per_epoch", "epochs_completed")}, indent=2))
     print(f"wrote {out}")
