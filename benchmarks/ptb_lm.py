@@ -116,8 +116,8 @@ PRESETS["vae-650-lm-kl5"] = _variant("vae-512-lm-kl5", embedding_dim="650", hidd
                                      init_from="{runs}/ptb_sentence-lstm-650-e5")
 PRESETS["vae-650-lm-kl2"] = _variant("vae-650-lm-kl5", free_bits="0.2")
 # The same two VAEs trained 3 epochs from the same start, Adam 7e-4 cosine: LM 5 + VAE 3 = 8
-# epochs, and about the step-size mass of the LM's own last 4 (7 + 5.25 + 1.75 = 14e-4 per
-# step against 8.26 + 5 + 2.34 + 0.6 = 16.2e-4), so the VAE gets nearly the LM's training.
+# epochs, and the per-epoch step sizes sum to about those of the LM's own last 4 (7 + 5.25 +
+# 1.75 = 14e-4 against 8.26 + 5 + 2.34 + 0.6 = 16.2e-4), so the VAE gets nearly the LM's training.
 PRESETS["vae-650-e5x3-kl5"] = _variant("vae-650-lm-kl5", epochs="3", lr="0.0007")
 PRESETS["vae-650-e5x3-kl2"] = _variant("vae-650-e5x3-kl5", free_bits="0.2")
 PUBLISHED = {
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     run_dir = Path(args.runs) / f"ptb_{args.preset}"
+    key = args.label or args.preset  # the entry in ptb_lm.json
     preset = [a.replace("{runs}", str(Path(args.runs))) for a in PRESETS[args.preset]]
     train_argv = ["train", *preset, "--out", str(run_dir), "--no-progress", *args.extra]
     if args.data_dir:
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads((run_dir / "config.json").read_text())
     result = {
         "preset": args.preset,
-        "label": args.label or args.preset,
+        "label": key,
         "train_command": "latentnlp " + " ".join(train_argv),
         "evaluate_command": "latentnlp " + " ".join(eval_argv),
         "test": evaluation.get("ptb.test.txt"),
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "ptb_lm.json"
     merged = json.loads(out.read_text()) if out.is_file() else {}
-    merged[args.label or args.preset] = result
+    merged[key] = result
     out.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("preset", "test", "median_seconds_per_epoch", "epochs_completed")}, indent=2))
     print(f"wrote {out}")
