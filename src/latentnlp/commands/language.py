@@ -1,4 +1,5 @@
-"""Language-model commands: ``train rnnlm|sentence-vae``, ``evaluate``, ``sample``, ``reconstruct``, ``interpolate``.
+"""Language-model commands: ``train rnnlm|sentence-vae``, ``evaluate``, ``sample``, ``reconstruct``, ``interpolate``,
+``fit-prior``.
 
 Data: the Penn Treebank in Mikolov's form under ``--data-dir`` (``ptb/ptb.{train,valid,test}.txt``)
 by default, or a user's own one-sentence-per-line files (``--train``/``--valid``/``--test``).
@@ -447,6 +448,63 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_prior(args: argparse.Namespace) -> int:
+    """``latentnlp fit-prior RUN_DIR --out NEW_RUN --components 1 10 50``: a sentence VAE with a mixture prior.
+
+    Draws ``--samples-per-sentence`` codes from ``q(z|x)`` for every training sentence, fits a
+    diagonal Gaussian mixture of each size in ``--components`` to them
+    (:func:`~latentnlp.models.language.sentence_vae.fit_mixture_prior`) and keeps the size with the
+    smallest validation KL, which for the unchanged encoder and decoder is the largest validation
+    ELBO. ``NEW_RUN`` gets the model, the vocabulary and the config (with the selection table under
+    ``"prior"``); ``latentnlp evaluate NEW_RUN`` scores it. The test file is not read.
+    """
+    from ..models.language.sentence_vae import fit_mixture_prior, posterior_samples
+
+    run, config, vocab, model = _language_run(args.run_dir, ("sentence-vae",))
+    if not args.components or min(args.components) < 1:
+        raise ValueError(f"--components takes mixture sizes >= 1, got {args.components}")
+    out = RunDirectory(args.out)
+    if out.path.resolve() == run.path.resolve():
+        raise ValueError(f"--out must be a new run directory, not the source run {run.path}")
+    spec = dict(config["data"])
+    if args.data_dir and spec["source"] == "ptb":
+        spec["data_dir"] = args.data_dir
+    files = data_files(spec)
+    batches = {}
+    for split in ("train", "valid"):
+        ids = encode_file(files[split], vocab, spec.get("lowercase", False))
+        batches[split] = [collate_sentences(ids[i : i + args.batch_size], vocab) for i in range(0, len(ids), args.batch_size)]
+    generator = torch.Generator().manual_seed(args.seed)
+    z = posterior_samples(model, batches["train"], args.samples_per_sentence, generator)
+
+    @torch.no_grad()
+    def valid_kl(m) -> float:
+        g = torch.Generator().manual_seed(args.seed)
+        total = sum(float(m.kl(b, g).double().sum()) for b in batches["valid"])
+        return total / sum(len(b) for b in batches["valid"])
+
+    selection = [{"components": model.config.prior_components, "valid_kl_per_sentence": valid_kl(model),
+                  "fitted": False}]
+    best = None
+    for n in args.components:
+        fitted = fit_mixture_prior(model, z, n, random_state=args.seed)
+        row = {"components": n, "valid_kl_per_sentence": valid_kl(fitted), "fitted": True}
+        selection.append(row)
+        print(json.dumps(row), flush=True)
+        if best is None or row["valid_kl_per_sentence"] < best[0]["valid_kl_per_sentence"]:
+            best = (row, fitted)
+    row, fitted = best
+    out.write_config({**config, "model_config": fitted.config.to_dict(), "prior": {
+        "fitted_from": str(run.path), "samples_per_sentence": args.samples_per_sentence, "n_samples": int(z.shape[0]),
+        "seed": args.seed, "selection": selection, "chosen_components": row["components"],
+        "criterion": "smallest validation KL (= largest validation ELBO, the encoder and decoder being fixed)"}})
+    out.write_vocab(vocab.tokens)
+    out.save_model("sentence-vae", fitted)
+    print(f"prior: {row['components']} components, validation KL {row['valid_kl_per_sentence']:.3f} nats per sentence "
+          f"(the source run's prior: {selection[0]['valid_kl_per_sentence']:.3f}); run directory: {out.path}")
+    return 0
+
+
 def add_root_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="sentence VAE: decode a sentence from its posterior mean and samples")
     p.add_argument("run_dir")
@@ -464,3 +522,15 @@ def add_root_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_decoding_options(p)
     p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("fit-prior", help="sentence VAE: fit a Gaussian-mixture prior to the aggregate posterior "
+                                         "(chosen on validation) into a new run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument("--components", type=int, nargs="+", default=[1, 10, 50, 100],
+                   help="mixture sizes to try; the one with the smallest validation KL is kept")
+    p.add_argument("--samples-per-sentence", type=int, default=1, help="draws of q(z|x) per training sentence")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data-dir", default=None, help="PTB runs: where ptb/ lies now (default: as trained)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_fit_prior)

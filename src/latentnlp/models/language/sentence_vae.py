@@ -4,7 +4,7 @@
 ``x = w_1 .. w_n`` gets a continuous code ``z`` of ``D = latent_dim`` dimensions
 (Bowman: 13):
 
-    z ~ N(0, I_D)                                              (prior p(z))
+    z ~ N(0, I_D)                                              (prior p(z); or a fitted mixture, below)
     p(x | z) = prod_t p(w_t | w_<t, z)                          (an RNN language model, w_{n+1} = <eos>)
     q(z | x) = N(mu(x), diag(exp(logvar(x))))                   (the encoder)
 
@@ -48,6 +48,18 @@ with Bowman's two devices against posterior collapse and two later ones:
   dimension ``j``'s KL, so dimensions below ``lambda`` nats get no pressure;
 * the reported ``"elbo"`` is always the honest, unannealed one.
 
+**Fitted mixture prior** (``prior_components = M > 0``): ``p(z) = sum_m pi_m N(z; mu_m,
+diag(sigma_m^2))``. The prior that maximises the ELBO for a fixed encoder and decoder is the
+aggregate posterior ``q(z) = E_x q(z|x)`` (Hoffman & Johnson 2016, "ELBO surgery"): with it the
+average KL falls to the mutual information ``I(x; z)``, and ``KL(q(z) || N(0, I))`` nats stop
+being wasted. :func:`fit_mixture_prior` fits the mixture to samples of ``q(z|x)`` over a corpus
+by EM (scikit-learn's ``GaussianMixture``), as the "ex-post density estimation" of Ghosh,
+Sajjadi, Vergari, Black & Schoelkopf (2020) and the second stage of Dai & Wipf (2019); the
+mixture weights, means and log-variances are buffers saved with the weights. With a mixture
+the KL has no closed form and is a Monte-Carlo estimate (``KL_SAMPLES`` draws per sentence in
+evaluation, the training sample in :meth:`SentenceVAE.forward`, where free bits then apply to
+the total, ``max(lambda * D, KL)``).
+
 Evaluation: :meth:`SentenceVAE.elbo`, the importance-weighted estimate of
 ``log p(x)`` (:meth:`SentenceVAE.iw_log_likelihood`, Burda, Grosse &
 Salakhutdinov 2016), active units (Burda et al. 2016, Sec. 5.2), the mutual
@@ -78,11 +90,12 @@ from ...data.sentences import BOS, EOS, SPECIAL, UNK, SentenceBatch, SentenceVoc
 from ...inference.importance import iw_log_mean_exp
 from .rnnlm import CELLS, NETWORK_FIELDS, RNNLanguageModel, RNNLMConfig, check_cutoffs, perplexities, sentence_batches
 
-__all__ = ["SentenceVAEConfig", "SentenceVAE", "evaluate_vae", "KL_SCHEDULES"]
+__all__ = ["SentenceVAEConfig", "SentenceVAE", "evaluate_vae", "fit_mixture_prior", "posterior_samples", "KL_SCHEDULES", "KL_SAMPLES"]
 
 KL_SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
 BOS_ID, EOS_ID, UNK_ID = SPECIAL.index(BOS), SPECIAL.index(EOS), SPECIAL.index(UNK)
 LOG_2PI = math.log(2 * math.pi)
+KL_SAMPLES = 64  # Monte-Carlo draws per sentence of the KL under a mixture prior (evaluation)
 _SEED_RANGE = 2**24  # word-dropout seeds travel in float noise; float32 holds these integers exactly
 
 
@@ -119,6 +132,8 @@ class SentenceVAEConfig:
         softmax_cutoffs: the decoder's adaptive-softmax clusters (see
             :class:`~latentnlp.models.language.rnnlm.RNNLMConfig`); ``()``: full softmax.
         init_range: every weight starts uniform in ``[-init_range, init_range]``.
+        prior_components: ``M``; 0 (Bowman): ``p(z) = N(0, I)``; ``M > 0``: a mixture of ``M``
+            diagonal Gaussians (module docstring), ``M`` copies of ``N(0, I)`` until fitted.
     """
 
     vocab_size: int
@@ -142,6 +157,7 @@ class SentenceVAEConfig:
     free_bits: float = 0.0
     softmax_cutoffs: tuple[int, ...] = ()
     init_range: float = 0.1
+    prior_components: int = 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embedding_dim", "hidden_dim", "latent_dim", "num_layers", "kl_anneal_steps", "kl_cycles"):
@@ -167,6 +183,8 @@ class SentenceVAEConfig:
             raise ValueError(f"SentenceVAEConfig.kl_cycle_ratio must be in (0, 1], got {self.kl_cycle_ratio!r}")
         if not (self.free_bits >= 0.0 and math.isfinite(self.free_bits)):
             raise ValueError(f"SentenceVAEConfig.free_bits must be a finite number >= 0, got {self.free_bits!r}")
+        if not isinstance(self.prior_components, int) or isinstance(self.prior_components, bool) or self.prior_components < 0:
+            raise ValueError(f"SentenceVAEConfig.prior_components must be an integer >= 0, got {self.prior_components!r}")
         if not self.init_range > 0:
             raise ValueError(f"SentenceVAEConfig.init_range must be > 0, got {self.init_range!r}")
         for name in ("encoder_bidirectional", "feed_context", "share_embedding", "tie_weights"):
@@ -255,6 +273,9 @@ class SentenceVAE(nn.Module):
         decoder: the :class:`~latentnlp.models.language.rnnlm.RNNLanguageModel` ``p(x | z)``.
         kl_step: ``()`` int64 buffer, training forwards run so far (the annealing clock; saved
             in the ``state_dict``).
+        prior_logits, prior_means, prior_logvars: ``(M,)``, ``(M, D)``, ``(M, D)`` buffers of the
+            mixture prior (only when ``prior_components = M > 0``): unnormalised log weights, means
+            and log-variances.
     """
 
     def __init__(self, config: SentenceVAEConfig | None = None, **kwargs) -> None:
@@ -278,6 +299,11 @@ class SentenceVAE(nn.Module):
             for p in module.parameters() if module is not None else ():
                 nn.init.uniform_(p, -c.init_range, c.init_range)
         self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        if c.prior_components:
+            M, D = c.prior_components, c.latent_dim
+            self.register_buffer("prior_logits", torch.zeros(M))
+            self.register_buffer("prior_means", torch.zeros(M, D))
+            self.register_buffer("prior_logvars", torch.zeros(M, D))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -296,6 +322,33 @@ class SentenceVAE(nn.Module):
         """Standard normals drawn on ``generator``'s device (CPU by default), moved to the model's."""
         device = generator.device if generator is not None else self._device()
         return torch.randn(*shape, generator=generator, device=device).to(self._device())
+
+    # -------------------------------------------------------------------- prior
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)``: ``(..., D) -> (...)``, nats (``N(0, I)`` or the mixture)."""
+        if not self.config.prior_components:
+            return _gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_components = _gaussian_log_density(z.unsqueeze(-2), self.prior_means, self.prior_logvars)  # (..., M)
+        return torch.logsumexp(log_components + torch.log_softmax(self.prior_logits, -1), dim=-1)
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the prior ``p(z)``: ``(n, D)`` (on ``generator``'s device, moved to the model's)."""
+        eps = self._standard_normal(n, self.latent_dim, generator=generator)
+        if not self.config.prior_components:
+            return eps
+        device = generator.device if generator is not None else self._device()
+        weights = torch.softmax(self.prior_logits, -1).to(device)
+        m = torch.multinomial(weights, n, replacement=True, generator=generator).to(self._device())  # (n,)
+        return self.prior_means[m] + torch.exp(0.5 * self.prior_logvars[m]) * eps
+
+    def _kl(self, mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+            n_samples: int = KL_SAMPLES) -> torch.Tensor:
+        """``KL(q(z|x) || p(z))`` of posteriors ``(B, D)``: ``(B,)``, nats; closed form under ``N(0, I)``,
+        the mean of ``log q(z|x) - log p(z)`` over ``n_samples`` draws of ``q`` under a mixture."""
+        if not self.config.prior_components:
+            return _kl_per_dimension(mean, logvar).sum(-1)
+        z = mean + torch.exp(0.5 * logvar) * self._standard_normal(n_samples, *mean.shape, generator=generator)
+        return (_gaussian_log_density(z, mean, logvar) - self.log_prior(z)).mean(0)
 
     # ------------------------------------------------------------------ encoder
     def _posterior(self, batch: SentenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,14 +420,15 @@ class SentenceVAE(nn.Module):
         seeds = torch.randint(0, _SEED_RANGE, (1, batch_size, 1), generator=generator, device=device)
         return torch.cat([eps, seeds.to(eps).expand(n_samples, -1, -1)], dim=-1)
 
-    def _kl_objective(self, kl_dims: torch.Tensor) -> torch.Tensor:
-        """The KL term the training loss weights, ``(B, D) -> (B,)``.
+    @staticmethod
+    def _kl_objective(kl_dims: torch.Tensor, lam: float) -> torch.Tensor:
+        """The KL term the training loss weights, ``(B, G) -> (B,)`` over ``G`` groups of latent dimensions.
 
-        Free bits (Kingma et al. 2016): dimension ``j`` contributes ``KL_bj`` where its batch mean
+        Free bits (Kingma et al. 2016): group ``j`` contributes ``KL_bj`` where its batch mean
         exceeds ``lambda`` and the constant ``lambda`` elsewhere, so the batch mean of the result is
-        ``sum_j max(lambda, mean_b KL_bj)`` and its gradient that of the max.
+        ``sum_j max(lambda, mean_b KL_bj)`` and its gradient that of the max. The groups are the
+        ``D`` dimensions under ``N(0, I)`` and one group of all of them under a mixture prior.
         """
-        lam = self.config.free_bits
         if lam == 0.0:
             return kl_dims.sum(-1)
         above = kl_dims.mean(0) > lam  # (D,)
@@ -386,7 +440,8 @@ class SentenceVAE(nn.Module):
         ``loss = reconstruction + beta_t * KL_objective`` (annealed, free bits, word dropout);
         ``elbo = -(reconstruction + kl)`` (unannealed; with the training-mode network, so dropout
         and word dropout apply when training: use :meth:`elbo` for evaluation); ``reconstruction``
-        ``= -E_q log p(x|z)`` averaged over the ``S`` samples; ``kl`` closed form. A training-mode
+        ``= -E_q log p(x|z)`` averaged over the ``S`` samples; ``kl`` closed form (under a mixture
+        prior: ``log q(z|x) - log p(z)`` averaged over the same samples). A training-mode
         call advances ``kl_step`` by one.
 
         Args:
@@ -407,13 +462,17 @@ class SentenceVAE(nn.Module):
         mean, logvar = self._posterior(x)  # (B, D) each
         z = mean + torch.exp(0.5 * logvar) * eps  # (S, B, D), reparameterised
         reconstruction = -self._log_likelihood_given_z(self.drop_words(x, seeds), z).mean(0)  # (B,)
-        kl_dims = _kl_per_dimension(mean, logvar)  # (B, D)
-        kl = kl_dims.sum(-1)
+        if self.config.prior_components:  # Monte-Carlo KL at the training samples; free bits on the total
+            kl = (_gaussian_log_density(z, mean, logvar) - self.log_prior(z)).mean(0)  # (B,)
+            kl_objective = self._kl_objective(kl.unsqueeze(-1), self.config.free_bits * self.latent_dim)
+        else:
+            kl_dims = _kl_per_dimension(mean, logvar)  # (B, D)
+            kl, kl_objective = kl_dims.sum(-1), self._kl_objective(kl_dims, self.config.free_bits)
         weight = self.kl_weight
         if self.training:
             self.kl_step += 1
         return {
-            "loss": reconstruction + weight * self._kl_objective(kl_dims),
+            "loss": reconstruction + weight * kl_objective,
             "elbo": -(reconstruction + kl),
             "reconstruction": reconstruction,
             "kl": kl,
@@ -473,16 +532,18 @@ class SentenceVAE(nn.Module):
 
     # --------------------------------------------------------------- evaluation
     @_in_eval_mode
-    def kl(self, batch: SentenceBatch) -> torch.Tensor:
-        """``KL(q(z|x) || p(z))`` per sentence, closed form: ``(B,)``, nats."""
-        return _kl_per_dimension(*self._posterior(batch)).sum(-1)
+    def kl(self, batch: SentenceBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``KL(q(z|x) || p(z))`` per sentence: ``(B,)``, nats; closed form under ``N(0, I)``, a
+        ``KL_SAMPLES``-draw Monte-Carlo estimate (from ``generator``) under a mixture prior."""
+        return self._kl(*self._posterior(batch), generator)
 
     @_in_eval_mode
     def elbo(self, batch: SentenceBatch, n_samples: int = 1, generator: torch.Generator | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
         """The ELBO per sentence in eval mode: ``(B,)``, nats, a lower bound on ``log p(x)``.
 
-        ``E_q[log p(x|z)]`` is averaged over ``S`` reparameterised samples; the KL is closed form.
+        ``E_q[log p(x|z)]`` is averaged over ``S`` reparameterised samples; the KL is closed form
+        (a ``KL_SAMPLES``-draw estimate under a mixture prior).
 
         Args:
             batch: the sentences.
@@ -496,7 +557,7 @@ class SentenceVAE(nn.Module):
                 raise ValueError(f"n_samples must be >= 1, got {n_samples}")
             noise = self._standard_normal(n_samples, len(batch), self.latent_dim, generator=generator)
         z = mean + torch.exp(0.5 * logvar) * noise  # (S, B, D)
-        return self._log_likelihood_given_z(batch, z).mean(0) - _kl_per_dimension(mean, logvar).sum(-1)
+        return self._log_likelihood_given_z(batch, z).mean(0) - self._kl(mean, logvar, generator)
 
     @_in_eval_mode
     def log_importance_weights(self, batch: SentenceBatch, noise: torch.Tensor) -> torch.Tensor:
@@ -511,8 +572,7 @@ class SentenceVAE(nn.Module):
         """
         mean, logvar = self._posterior(batch)
         z = mean + torch.exp(0.5 * logvar) * noise  # (K, B, D)
-        log_prior = _gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))  # (K, B)
-        return self._log_likelihood_given_z(batch, z) + log_prior - _gaussian_log_density(z, mean, logvar)
+        return self._log_likelihood_given_z(batch, z) + self.log_prior(z) - _gaussian_log_density(z, mean, logvar)
 
     @torch.no_grad()
     def iw_log_likelihood(self, batch: SentenceBatch, n_samples: int, generator: torch.Generator | None = None,
@@ -605,10 +665,10 @@ class SentenceVAE(nn.Module):
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, method: str = "greedy",
                      beam_size: int = 5, max_length: int = 50, temperature: float = 1.0) -> list[list[int]]:
-        """``n`` sentences decoded from ``z ~ N(0, I)`` (drawn from ``generator``, which also drives sampling)."""
+        """``n`` sentences decoded from ``z ~ p(z)`` (drawn from ``generator``, which also drives sampling)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        z = self._standard_normal(n, self.latent_dim, generator=generator)
+        z = self.sample_z(n, generator)
         return self.decode(z, method, generator, beam_size, max_length, temperature)
 
     def reconstruct(self, batch: SentenceBatch, use_mean: bool = True, method: str = "greedy",
@@ -635,6 +695,66 @@ class SentenceVAE(nn.Module):
         mean, _ = self.encode(batch)  # (2, D)
         t = torch.linspace(0.0, 1.0, steps, device=mean.device).unsqueeze(1)  # (steps, 1)
         return self.decode((1 - t) * mean[0] + t * mean[1], method, generator, beam_size, max_length, temperature)
+
+
+@torch.no_grad()
+def posterior_samples(model: SentenceVAE, batches: SentenceBatch | Iterable[SentenceBatch], samples_per_sentence: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws ``z ~ q(z|x)`` (eval mode) for every sentence of ``batches``: ``(N * S, D)``, a sample of the
+    aggregate posterior ``q(z) = E_x q(z|x)`` (``S = samples_per_sentence``)."""
+    if samples_per_sentence < 1:
+        raise ValueError(f"samples_per_sentence must be >= 1, got {samples_per_sentence}")
+    draws = []
+    for batch in _as_batches(batches):
+        mean, logvar = model.encode(batch)  # (B, D)
+        eps = model._standard_normal(samples_per_sentence, *mean.shape, generator=generator)
+        draws.append((mean + torch.exp(0.5 * logvar) * eps).reshape(-1, mean.shape[1]))
+    if not draws:
+        raise ValueError("posterior samples of no sentences are undefined")
+    return torch.cat(draws)
+
+
+@torch.no_grad()
+def fit_mixture_prior(model: SentenceVAE, z: torch.Tensor, n_components: int, random_state: int = 0,
+                      max_iter: int = 200) -> SentenceVAE:
+    """A copy of ``model`` whose prior is a mixture of ``n_components`` diagonal Gaussians fitted to ``z``.
+
+    The encoder and decoder are unchanged; only ``p(z)`` is replaced (module docstring: the
+    ELBO-optimal prior is the aggregate posterior, Hoffman & Johnson 2016). The mixture is fitted by
+    EM with scikit-learn's ``GaussianMixture(covariance_type="diag")`` (k-means initialisation,
+    ``random_state``), in float64.
+
+    Args:
+        model: a trained sentence VAE (any prior).
+        z: ``(N, D)`` draws of the aggregate posterior on training sentences (:func:`posterior_samples`).
+        n_components: ``M >= 1``.
+        random_state: seed of the initialisation.
+        max_iter: EM iterations at most.
+
+    Returns:
+        A new :class:`SentenceVAE` in eval mode with ``prior_components = M``.
+
+    Raises:
+        ValueError: if ``z`` is not ``(N, D)`` with ``N >= M`` finite rows.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    if z.dim() != 2 or z.shape[1] != model.latent_dim:
+        raise ValueError(f"z must have shape (N, {model.latent_dim}), got {tuple(z.shape)}")
+    if not n_components >= 1 or z.shape[0] < n_components:
+        raise ValueError(f"need 1 <= n_components <= N samples, got {n_components} components and {z.shape[0]} samples")
+    if not torch.isfinite(z).all():
+        raise ValueError("z has NaN or infinite entries")
+    gmm = GaussianMixture(n_components, covariance_type="diag", random_state=random_state, max_iter=max_iter,
+                          reg_covar=1e-6).fit(z.double().cpu().numpy())
+    config = SentenceVAEConfig(**{**asdict(model.config), "prior_components": n_components})
+    fitted = SentenceVAE(config).to(model._device())
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("prior_")}
+    as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=model._device())
+    state |= {"prior_logits": as_tensor(gmm.weights_).log(), "prior_means": as_tensor(gmm.means_),
+              "prior_logvars": as_tensor(gmm.covariances_).log()}
+    fitted.load_state_dict(state)
+    return fitted.eval()
 
 
 @torch.no_grad()
@@ -673,7 +793,7 @@ def evaluate_vae(model: SentenceVAE, ids: Sequence[torch.Tensor], vocab: Sentenc
     iw = torch.zeros(len(ids), dtype=torch.float64)
     for idx, batch in zip(groups, batches):
         elbo[idx] = model.elbo(batch, elbo_samples, generator).double().cpu()
-        kl[idx] = model.kl(batch).double().cpu()
+        kl[idx] = model.kl(batch, generator).double().cpu()
         if iw_samples > 0:
             iw[idx] = model.iw_log_likelihood(batch, iw_samples, generator, chunk_size).double().cpu()
     n_words = torch.tensor([len(s) for s in ids])
