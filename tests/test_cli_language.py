@@ -108,7 +108,7 @@ def test_init_from_a_finished_language_model(tmp_path, ptb_slice, capsys):
     bad = [(["rnnlm", "--tie-weights", "--hidden-dim", "8", "--embedding-dim", "8"], "differs from this one in ['embedding_dim', 'hidden_dim']"),
            (["sentence-vae", "--hidden-dim", "8"], "hidden_dim"),
            (["rnnlm", "--tie-weights", "--min-count", "2"], "vocab.txt"),
-           (["sentence-vae", "--init-from", str(vae)], "only rnnlm"),
+           (["sentence-vae", "--init-from", str(vae)], "network differs from this one in ['latent_dim'"),
            (["rnnlm", "--init-from", str(tmp_path / "missing")], "not a run directory with weights")]
     for k, (options, message) in enumerate(bad):
         name, rest = options[0], options[1:]

@@ -201,3 +201,39 @@ def test_fit_prior_command(tmp_path, shared_data_dir, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["fit-prior", str(run), "--out", str(tmp_path / "x"), "--components", "0"]) == 2
     assert "--components" in capsys.readouterr().err
+
+
+def test_a_sentence_vae_continues_from_a_fitted_prior_run(tmp_path, shared_data_dir, capsys):
+    """--init-from a fit-prior run: every weight and the mixture carried over, the KL clock restarted."""
+    from latentnlp.cli import main
+    from latentnlp.runs import RunDirectory
+
+    files = {}
+    for split, n in (("train", 120), ("valid", 30), ("test", 30)):
+        lines = (shared_data_dir / "ptb" / f"ptb.{split}.txt").read_text().splitlines()[:n]
+        files[split] = tmp_path / f"{split}.txt"
+        files[split].write_text("\n".join(lines) + "\n")
+    data = ["--train", str(files["train"]), "--valid", str(files["valid"]), "--test", str(files["test"])]
+    sizes = ["--embedding-dim", "16", "--hidden-dim", "16", "--latent-dim", "3", "--batch-size", "16", "--no-progress"]
+    run, fitted, tuned = tmp_path / "vae", tmp_path / "vae-mog", tmp_path / "vae-mog-ft"
+    assert main(["train", "sentence-vae", *data, *sizes, "--epochs", "1", "--out", str(run)]) == 0
+    assert main(["fit-prior", str(run), "--out", str(fitted), "--components", "2"]) == 0
+    capsys.readouterr()
+    # the prior must be declared: a network that differs is refused, naming the field
+    assert main(["train", "sentence-vae", *data, *sizes, "--epochs", "1", "--init-from", str(fitted),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "prior_components" in capsys.readouterr().err
+    assert main(["train", "sentence-vae", *data, *sizes, "--epochs", "1", "--lr", "1e-3", "--prior-components", "2",
+                 "--free-bits", "0.5", "--kl-schedule", "constant", "--init-from", str(fitted), "--out", str(tuned),
+                 "--seed", "7"]) == 0  # another seed: ignoring --init-from would give other random weights
+    before, after = RunDirectory(fitted).load_model(), RunDirectory(tuned).load_model()
+    for name in ("prior_logits", "prior_means", "prior_logvars"):  # buffers: the prior stays as fitted
+        torch.testing.assert_close(after.state_dict()[name], before.state_dict()[name])
+    # the weights started from the fitted run's (seed 7's uniform(-0.1, 0.1) draws would differ by up to ~0.2):
+    # one epoch of Adam 1e-3 moves each by at most ~8 steps of 1e-3
+    for name in ("to_mean.weight", "decoder.embedding.weight", "encoder_rnn.weight_hh_l0"):
+        assert (after.state_dict()[name] - before.state_dict()[name]).abs().max() < 0.02
+    assert int(after.kl_step) == 8  # 120 sentences in batches of 16, counted from 0
+    assert main(["train", "rnnlm", *data, "--embedding-dim", "16", "--hidden-dim", "16", "--epochs", "1",
+                 "--no-progress", "--init-from", str(fitted), "--out", str(tmp_path / "lm")]) == 2
+    assert "sentence-vae" in capsys.readouterr().err

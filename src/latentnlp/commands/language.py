@@ -113,7 +113,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                    help="start from an rnnlm run's weights (same vocabulary): a finished run's final weights, or an "
                         "unfinished run's checkpoint (after its last completed epoch). An rnnlm continues from an "
                         "rnnlm of the same sizes (dropout may differ); a sentence-vae takes them as its decoder and "
-                        "encoder (SentenceVAE.load_language_model)")
+                        "encoder (SentenceVAE.load_language_model), or continues a sentence-vae run of the same "
+                        "network (prior included; the KL schedule, free bits and dropout may differ)")
 
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
@@ -140,7 +141,11 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kl-sigmoid-rate", type=float, default=0.0025, help="sigmoid schedule's slope per step")
     p.add_argument("--kl-cycles", type=int, default=4, help="cyclical schedule: cycles (Fu et al. 2019: 4)")
     p.add_argument("--kl-cycle-ratio", type=float, default=0.5, help="cyclical: share of a cycle spent increasing")
-    p.add_argument("--free-bits", type=float, default=0.0, help="free bits per latent dimension, nats (Kingma et al. 2016)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="free bits per latent dimension, nats (Kingma et al. 2016); "
+                   "under a mixture prior, on the total KL (free bits x latent dimensions)")
+    p.add_argument("--prior-components", type=int, default=0,
+                   help="0: p(z) = N(0, I); M: a mixture of M Gaussians, kept fixed in training (fitted by "
+                        "'latentnlp fit-prior'; start from such a run with --init-from)")
     p.set_defaults(func=cmd_train, model_name="sentence-vae")
 
 
@@ -256,8 +261,17 @@ def _train_in_group(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
+# SentenceVAEConfig fields that only shape training: a sentence-vae run may continue another with other values
+VAE_TRAINING_FIELDS = ("dropout", "word_dropout", "kl_schedule", "kl_anneal_steps", "kl_sigmoid_rate",
+                       "kl_sigmoid_center", "kl_cycles", "kl_cycle_ratio", "free_bits", "init_range")
+
+
 def _initialize_from(model, model_name: str, source: RunDirectory, vocab: SentenceVocabulary) -> int | None:
-    """Copy an rnnlm run's weights into ``model`` (``--init-from``); errors name the source run.
+    """Copy an rnnlm run's weights into ``model`` (``--init-from``), or a sentence-vae run's into a
+    sentence-vae of the same network; errors name the source run.
+
+    A sentence VAE started from another keeps every weight and buffer (a mixture prior included)
+    except ``kl_step``, so its own KL schedule starts from step 0.
 
     A finished run gives its final weights (``model.safetensors``); an unfinished one, stopped
     or still training, the weights of its checkpoint, after its last completed epoch, which is
@@ -268,14 +282,23 @@ def _initialize_from(model, model_name: str, source: RunDirectory, vocab: Senten
         raise ValueError(f"--init-from {source.path}: not a run directory with weights (needs config.json and "
                          f"model.safetensors, or checkpoint.safetensors)")
     config = source.read_config()
-    if config.get("model") != "rnnlm":
-        raise ValueError(f"--init-from {source.path}: holds a {config.get('model')!r} run; only rnnlm runs can start "
-                         f"another model")
+    from_vae = config.get("model") == "sentence-vae" and model_name == "sentence-vae"
+    if config.get("model") != "rnnlm" and not from_vae:
+        raise ValueError(f"--init-from {source.path}: holds a {config.get('model')!r} run; only rnnlm runs (or a "
+                         f"sentence-vae run, for a sentence-vae) can start a {model_name}")
     if tuple(source.read_vocab()) != tuple(vocab.tokens):
         raise ValueError(f"--init-from {source.path}: its vocab.txt differs from this run's vocabulary; train on the "
                          f"same file with the same --min-count/--max-vocab/--lowercase")
     lm, epoch = (source.load_model(), None) if finished else source.load_checkpoint_model()
-    if model_name == "rnnlm":
+    if from_vae:
+        source_fields, fields = lm.config.to_dict(), model.config.to_dict()
+        differ = [k for k in fields if k not in VAE_TRAINING_FIELDS and source_fields[k] != fields[k]]
+        if differ:
+            raise ValueError(f"--init-from {source.path}: its network differs from this one in {differ}")
+        missing, unexpected = model.load_state_dict({k: v for k, v in lm.state_dict().items() if k != "kl_step"},
+                                                    strict=False)
+        assert missing == ["kl_step"] and not unexpected, (missing, unexpected)
+    elif model_name == "rnnlm":
         shape = (*NETWORK_FIELDS, "context_dim", "feed_context")  # dropout and init_range may change
         differ = [k for k in shape if getattr(lm.config, k) != getattr(model.config, k)]
         if differ:
@@ -319,6 +342,7 @@ def _build_vae(args: argparse.Namespace, vocab_size: int):
         feed_context=args.feed_context, word_dropout=args.word_dropout, kl_schedule=args.kl_schedule,
         kl_anneal_steps=args.kl_anneal_steps, kl_sigmoid_rate=args.kl_sigmoid_rate, kl_cycles=args.kl_cycles,
         kl_cycle_ratio=args.kl_cycle_ratio, free_bits=args.free_bits, tie_weights=args.tie_weights,
+        prior_components=args.prior_components,
         share_embedding=args.share_embedding, softmax_cutoffs=_softmax_cutoffs(args.adaptive_softmax)))
 
 
