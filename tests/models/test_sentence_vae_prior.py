@@ -171,15 +171,20 @@ def test_evaluate_vae_under_a_mixture_prior_is_repeatable():
     assert a["iw_nll_per_sentence"] <= a["bound_nll_per_sentence"] + 0.5
 
 
+def _ptb_slice(folder, shared_data_dir, n_train, n_eval):
+    """The first sentences of PTB's three files as the user's own files: the CLI options that name them."""
+    options = []
+    for split, n in (("train", n_train), ("valid", n_eval), ("test", n_eval)):
+        lines = (shared_data_dir / "ptb" / f"ptb.{split}.txt").read_text().splitlines()[:n]
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        options += [f"--{split}", str(folder / f"{split}.txt")]
+    return options
+
+
 def test_fit_prior_command(tmp_path, shared_data_dir, capsys):
     from latentnlp.cli import main
 
-    files = {}
-    for split, n in (("train", 200), ("valid", 40), ("test", 40)):
-        lines = (shared_data_dir / "ptb" / f"ptb.{split}.txt").read_text().splitlines()[:n]
-        files[split] = tmp_path / f"{split}.txt"
-        files[split].write_text("\n".join(lines) + "\n")
-    data = ["--train", str(files["train"]), "--valid", str(files["valid"]), "--test", str(files["test"])]
+    data = _ptb_slice(tmp_path, shared_data_dir, 200, 40)
     run, fitted = tmp_path / "vae", tmp_path / "vae-mog"
     assert main(["train", "sentence-vae", *data, "--embedding-dim", "16", "--hidden-dim", "16", "--latent-dim", "3",
                  "--epochs", "1", "--batch-size", "16", "--no-progress", "--kl-schedule", "constant",
@@ -208,12 +213,7 @@ def test_a_sentence_vae_continues_from_a_fitted_prior_run(tmp_path, shared_data_
     from latentnlp.cli import main
     from latentnlp.runs import RunDirectory
 
-    files = {}
-    for split, n in (("train", 120), ("valid", 30), ("test", 30)):
-        lines = (shared_data_dir / "ptb" / f"ptb.{split}.txt").read_text().splitlines()[:n]
-        files[split] = tmp_path / f"{split}.txt"
-        files[split].write_text("\n".join(lines) + "\n")
-    data = ["--train", str(files["train"]), "--valid", str(files["valid"]), "--test", str(files["test"])]
+    data = _ptb_slice(tmp_path, shared_data_dir, 120, 30)
     sizes = ["--embedding-dim", "16", "--hidden-dim", "16", "--latent-dim", "3", "--batch-size", "16", "--no-progress"]
     run, fitted, tuned = tmp_path / "vae", tmp_path / "vae-mog", tmp_path / "vae-mog-ft"
     assert main(["train", "sentence-vae", *data, *sizes, "--epochs", "1", "--out", str(run)]) == 0
