@@ -37,6 +37,15 @@ Presets (``--preset``)
   ``RUNS/ptb_sentence-lstm-650`` there when its ``metrics.jsonl`` has 5 lines.
 * ``vae-650-e5x3-kl5`` / ``vae-650-e5x3-kl2`` — the same two VAEs trained 3 epochs (Adam 7e-4
   cosine), so that LM and VAE epochs together come close to the LM's own 9.
+* ``vae-650-e5x3-fb1`` — ``vae-650-e5x3-kl5`` with free bits 1 nat per dimension (13 in all);
+* ``vae-650-e5x3-kl5-mog-ft`` — ``vae-650-e5x3-kl5`` with its fitted mixture prior (the
+  ``RUNS/ptb_vae-650-e5x3-kl5-mog`` run that ``--preset vae-650-e5x3-kl5 --evaluate-only
+  --fit-prior ...`` writes) trained one more epoch with that prior fixed and free bits on the
+  total KL (7.8 nats).
+
+``--fit-prior M1,M2,..`` (VAEs) fits a Gaussian-mixture prior of each size to the trained
+model's aggregate posterior (``latentnlp fit-prior``; the size with the smallest validation
+KL is kept) into ``RUN_DIR-mog`` and scores that instead; the JSON key gets ``-mog``.
 
 Figures: per-sentence NLL in nats, per-token perplexity with one ``<eos>`` per sentence
 counted (82,430 test tokens) and over words only (78,669 tokens), median seconds per
