@@ -302,6 +302,13 @@ def test_active_units_and_mutual_information():
     assert model.active_units(batch, threshold=1e9) == 0
     mi = model.mutual_information([_batch(IDS[:2]), _batch(IDS[2:])])
     assert 0.5 < mi <= math.log(2) + 1e-4  # each batch of two sentences: at most log 2 nats
+    # pooled over the four sentences the same draws reach log 4: every code is told apart from the other three
+    pooled = model.mutual_information([_batch(IDS[:2]), _batch(IDS[2:])], pooled=True, chunk_size=3)
+    assert math.log(4) - 0.05 < pooled <= math.log(4) + 1e-4
+    assert abs(_model(latent_dim=4).mutual_information(batch, pooled=True)) < 0.05  # weights in +-0.1: nearly nothing
+    g = torch.Generator().manual_seed(5)  # one batch: pooled and per-batch are the same estimate
+    torch.testing.assert_close(model.mutual_information(batch, torch.Generator().manual_seed(5), pooled=True),
+                               model.mutual_information(batch, g))
 
 
 def test_evaluate_vae_figures():
@@ -316,7 +323,9 @@ def test_evaluate_vae_figures():
     assert result["bound_perplexity"] == pytest.approx(math.exp(result["bound_nll_per_sentence"] * len(ids) / n_tokens))
     assert result["bound_perplexity_words"] > result["bound_perplexity"]
     assert result["kl_per_sentence"] == pytest.approx(float(model.kl(_batch(ids)).detach().mean()), rel=1e-5)
-    assert {"active_units", "mutual_information", "iw_perplexity", "iw_perplexity_words"} <= result.keys()
+    assert {"active_units", "mutual_information", "mutual_information_pooled", "iw_perplexity",
+            "iw_perplexity_words"} <= result.keys()
+    assert result["mutual_information_pooled"] >= result["mutual_information"] - 0.1
     assert "iw_nll_per_sentence" not in evaluate_vae(model, ids, VOCAB, iw_samples=0)
     assert model.training  # the caller's mode is restored
 

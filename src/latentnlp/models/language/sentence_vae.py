@@ -618,7 +618,8 @@ class SentenceVAE(nn.Module):
     @torch.no_grad()
     @_in_eval_mode
     def mutual_information(self, batches: SentenceBatch | Iterable[SentenceBatch],
-                           generator: torch.Generator | None = None) -> float:
+                           generator: torch.Generator | None = None, pooled: bool = False,
+                           chunk_size: int = 1024) -> float:
         """``I(x; z)`` under ``q(x, z) = p_data(x) q(z|x)``, nats (Hoffman & Johnson 2016; He et al. 2019).
 
         ``I = E_x[KL(q(z|x) || p(z))] - KL(q(z) || p(z)) = E_x E_q(z|x)[log q(z|x) - log q(z)]``,
@@ -629,7 +630,22 @@ class SentenceVAE(nn.Module):
         exactly 0 when every sentence has the same posterior). Batch estimates are averaged,
         weighted by batch size. The estimate is biased and at most ``log B``; compare models on
         the same batches.
+
+        ``pooled=True``: ``q(z)`` is the mixture over all ``N`` sentences of ``batches`` instead
+        (the same draws ``z_n``), so the estimate can reach ``log N`` rather than ``log B``; the
+        ``(N, N)`` densities are computed ``chunk_size`` rows at a time.
         """
+        if pooled:
+            posteriors = [self._posterior(batch) for batch in _as_batches(batches)]
+            if not posteriors:
+                raise ValueError("mutual information of no sentences is undefined")
+            mean, logvar = (torch.cat(t) for t in zip(*posteriors))  # (N, D) each
+            eps = torch.cat([self._standard_normal(*m.shape, generator=generator) for m, _ in posteriors])
+            z = mean + torch.exp(0.5 * logvar) * eps  # (N, D), one draw per sentence as below
+            log_q_z = torch.cat([
+                torch.logsumexp(_gaussian_log_density(z[i : i + chunk_size].unsqueeze(1), mean, logvar), dim=1)
+                for i in range(0, len(z), chunk_size)]) - math.log(len(z))  # (N,)
+            return float((_gaussian_log_density(z, mean, logvar) - log_q_z).mean())
         total, count = 0.0, 0
         for batch in _as_batches(batches):
             mean, logvar = self._posterior(batch)  # (B, D)
@@ -779,7 +795,9 @@ def evaluate_vae(model: SentenceVAE, ids: Sequence[torch.Tensor], vocab: Sentenc
         the IW estimate (when ``iw_samples > 0``), each with ``nll_per_sentence`` (nats),
         ``nll_per_token``, ``perplexity`` (``<eos>`` counted) and ``perplexity_words`` (see
         :func:`~latentnlp.models.language.rnnlm.perplexities`); ``kl_per_sentence`` (nats),
-        ``active_units``, ``mutual_information`` (nats), ``n_sentences``, ``n_tokens``,
+        ``active_units``, ``mutual_information`` (nats, aggregate posterior per batch: at most
+        ``log batch_size``), ``mutual_information_pooled`` (nats, over all the sentences: at most
+        ``log N``), ``n_sentences``, ``n_tokens``,
         ``elbo_samples``, ``iw_samples``.
     """
     if len(ids) == 0:
@@ -804,6 +822,7 @@ def evaluate_vae(model: SentenceVAE, ids: Sequence[torch.Tensor], vocab: Sentenc
         "kl_per_sentence": float(kl.mean()),
         "active_units": model.active_units(batches) if len(ids) > 1 else 0,
         "mutual_information": model.mutual_information(batches, generator),
+        "mutual_information_pooled": model.mutual_information(batches, generator, pooled=True),
         "n_sentences": len(ids),
         "n_tokens": int(n_words.sum()) + len(ids),
         "elbo_samples": elbo_samples,
