@@ -131,7 +131,7 @@ PRESETS["vae-650-e5x3-kl5"] = _variant("vae-650-lm-kl5", epochs="3", lr="0.0007"
 PRESETS["vae-650-e5x3-kl2"] = _variant("vae-650-e5x3-kl5", free_bits="0.2")
 # Twice the free bits (1 nat per dimension, 13 in all), for a posterior that carries more
 # information about the sentence; scored with the Gaussian prior and with a mixture prior fitted
-# to its aggregate posterior (benchmarks/ptb_fitted_prior.py).
+# to its aggregate posterior (--fit-prior).
 PRESETS["vae-650-e5x3-fb1"] = _variant("vae-650-e5x3-kl5", free_bits="1.0")
 # vae-650-e5x3-kl5 with its fitted 100-component mixture prior (run RUN_DIR-mog, written by
 # `--preset vae-650-e5x3-kl5 --evaluate-only --fit-prior ...`) trained one more epoch with that

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from latentnlp.commands.language import data_files, encode_file, load_vocab
+    from latentnlp.commands.language import encode_file, load_vocab, run_data
     from latentnlp.data.sentences import collate_sentences
     from latentnlp.models.language.rnnlm import sentence_batches
     from latentnlp.runs import RunDirectory
@@ -52,11 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         if config.get("model") != "sentence-vae":
             raise SystemExit(f"{path}: not a sentence-vae run")
         vocab = load_vocab(run)
-        spec = dict(config["data"])
-        if args.data_dir and spec["source"] == "ptb":
-            spec["data_dir"] = args.data_dir
-        test = data_files(spec)["test"]
-        ids = encode_file(test, vocab, spec.get("lowercase", False))
+        files, lowercase = run_data(config, args.data_dir)
+        test = files["test"]
+        ids = encode_file(test, vocab, lowercase)
         model = run.load_model()
         # the batches evaluate_vae forms (64 sentences by length), so the per-batch figure is its figure
         batches = [collate_sentences([ids[i] for i in idx], vocab) for idx in sentence_batches(len(ids), (len(s) for s in ids), 64)]

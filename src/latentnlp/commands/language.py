@@ -54,6 +54,15 @@ def data_files(spec: dict) -> dict[str, Path]:
     return {k: Path(spec[k]) for k in ("train", "valid", "test") if spec.get(k)}
 
 
+def run_data(config: dict, data_dir: str | None = None) -> tuple[dict[str, Path], bool]:
+    """A run's ``train``/``valid``/``test`` paths and its ``lowercase`` flag; ``data_dir`` (a PTB run's
+    ``--data-dir`` given now) replaces the folder recorded at training time."""
+    spec = dict(config["data"])
+    if data_dir and spec["source"] == "ptb":
+        spec["data_dir"] = data_dir
+    return data_files(spec), spec.get("lowercase", False)
+
+
 def _data_spec(args: argparse.Namespace) -> dict:
     if args.train:
         if not args.valid:
@@ -362,14 +371,11 @@ def evaluate(args: argparse.Namespace) -> int:
     run = RunDirectory(args.run_dir)
     config = run.read_config()
     vocab = load_vocab(run)
-    spec = dict(config["data"])
-    if args.data_dir and spec["source"] == "ptb":
-        spec["data_dir"] = args.data_dir
-    files = data_files(spec)
+    files, lowercase = run_data(config, args.data_dir)
     path = Path(args.test) if args.test else files.get(args.split)
     if path is None:
         raise ValueError(f"{run.path} was trained on your own files without --test; pass evaluate --test FILE")
-    ids = encode_file(path, vocab, spec.get("lowercase", False))
+    ids = encode_file(path, vocab, lowercase)
     model = run.load_model()
     name = config["model"]
     result: dict = {"file": str(path), "model": name}
@@ -490,13 +496,10 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     out = RunDirectory(args.out)
     if out.path.resolve() == run.path.resolve():
         raise ValueError(f"--out must be a new run directory, not the source run {run.path}")
-    spec = dict(config["data"])
-    if args.data_dir and spec["source"] == "ptb":
-        spec["data_dir"] = args.data_dir
-    files = data_files(spec)
+    files, lowercase = run_data(config, args.data_dir)
     batches = {}
     for split in ("train", "valid"):
-        ids = encode_file(files[split], vocab, spec.get("lowercase", False))
+        ids = encode_file(files[split], vocab, lowercase)
         batches[split] = [collate_sentences(ids[i : i + args.batch_size], vocab) for i in range(0, len(ids), args.batch_size)]
     generator = torch.Generator().manual_seed(args.seed)
     z = posterior_samples(model, batches["train"], args.samples_per_sentence, generator)

@@ -348,7 +348,11 @@ class SentenceVAE(nn.Module):
         if not self.config.prior_components:
             return _kl_per_dimension(mean, logvar).sum(-1)
         z = mean + torch.exp(0.5 * logvar) * self._standard_normal(n_samples, *mean.shape, generator=generator)
-        return (_gaussian_log_density(z, mean, logvar) - self.log_prior(z)).mean(0)
+        return self._log_posterior_over_prior(z, mean, logvar).mean(0)
+
+    def _log_posterior_over_prior(self, z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``log q(z|x) - log p(z)`` at codes ``z`` ``(S, B, D)`` of posteriors ``(B, D)``: ``(S, B)``, nats."""
+        return _gaussian_log_density(z, mean, logvar) - self.log_prior(z)
 
     # ------------------------------------------------------------------ encoder
     def _posterior(self, batch: SentenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -463,7 +467,7 @@ class SentenceVAE(nn.Module):
         z = mean + torch.exp(0.5 * logvar) * eps  # (S, B, D), reparameterised
         reconstruction = -self._log_likelihood_given_z(self.drop_words(x, seeds), z).mean(0)  # (B,)
         if self.config.prior_components:  # Monte-Carlo KL at the training samples; free bits on the total
-            kl = (_gaussian_log_density(z, mean, logvar) - self.log_prior(z)).mean(0)  # (B,)
+            kl = self._log_posterior_over_prior(z, mean, logvar).mean(0)  # (B,)
             kl_objective = self._kl_objective(kl.unsqueeze(-1), self.config.free_bits * self.latent_dim)
         else:
             kl_dims = _kl_per_dimension(mean, logvar)  # (B, D)
@@ -572,7 +576,7 @@ class SentenceVAE(nn.Module):
         """
         mean, logvar = self._posterior(batch)
         z = mean + torch.exp(0.5 * logvar) * noise  # (K, B, D)
-        return self._log_likelihood_given_z(batch, z) + self.log_prior(z) - _gaussian_log_density(z, mean, logvar)
+        return self._log_likelihood_given_z(batch, z) - self._log_posterior_over_prior(z, mean, logvar)
 
     @torch.no_grad()
     def iw_log_likelihood(self, batch: SentenceBatch, n_samples: int, generator: torch.Generator | None = None,
@@ -635,29 +639,19 @@ class SentenceVAE(nn.Module):
         (the same draws ``z_n``), so the estimate can reach ``log N`` rather than ``log B``; the
         ``(N, N)`` densities are computed ``chunk_size`` rows at a time.
         """
-        if pooled:
-            posteriors = [self._posterior(batch) for batch in _as_batches(batches)]
-            if not posteriors:
-                raise ValueError("mutual information of no sentences is undefined")
-            mean, logvar = (torch.cat(t) for t in zip(*posteriors))  # (N, D) each
-            eps = torch.cat([self._standard_normal(*m.shape, generator=generator) for m, _ in posteriors])
-            z = mean + torch.exp(0.5 * logvar) * eps  # (N, D), one draw per sentence as below
-            log_q_z = torch.cat([
-                torch.logsumexp(_gaussian_log_density(z[i : i + chunk_size].unsqueeze(1), mean, logvar), dim=1)
-                for i in range(0, len(z), chunk_size)]) - math.log(len(z))  # (N,)
-            return float((_gaussian_log_density(z, mean, logvar) - log_q_z).mean())
-        total, count = 0.0, 0
-        for batch in _as_batches(batches):
-            mean, logvar = self._posterior(batch)  # (B, D)
-            B = mean.shape[0]
-            z = mean + torch.exp(0.5 * logvar) * self._standard_normal(*mean.shape, generator=generator)  # (B, D)
-            log_q_z_given_x = _gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))  # (B, B): [n, m]
-            log_q_z = torch.logsumexp(log_q_z_given_x, dim=1) - math.log(B)  # (B,): log q(z_n)
-            total += float((log_q_z_given_x.diagonal() - log_q_z).sum())
-            count += B
-        if count == 0:
+        posteriors = [self._posterior(batch) for batch in _as_batches(batches)]  # (B, D) pairs
+        if not posteriors:
             raise ValueError("mutual information of no sentences is undefined")
-        return total / count
+        draws = [m + torch.exp(0.5 * lv) * self._standard_normal(*m.shape, generator=generator) for m, lv in posteriors]
+        groups = [tuple(torch.cat(t) for t in zip(*posteriors)) + (torch.cat(draws),)] if pooled else \
+            [(m, lv, z) for (m, lv), z in zip(posteriors, draws)]
+        total = 0.0
+        for mean, logvar, z in groups:  # one group: all sentences (pooled); else one per batch
+            log_q_z = torch.cat([  # log q(z_n) = log mean_m q(z_n | x_m), chunk_size rows at a time
+                torch.logsumexp(_gaussian_log_density(z[i : i + chunk_size].unsqueeze(1), mean, logvar), dim=1)
+                for i in range(0, len(z), chunk_size)]) - math.log(len(z))  # (n,)
+            total += float((_gaussian_log_density(z, mean, logvar) - log_q_z).sum())
+        return total / sum(len(m) for m, _ in posteriors)
 
     # --------------------------------------------------------------- generation
     @torch.no_grad()
