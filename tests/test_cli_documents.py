@@ -84,8 +84,14 @@ def test_evaluate_reports_labelled_perplexities(trained, name, capsys):
         assert result["estimate_per_document"] <= result["bound_per_document"]  # log-mean-exp >= mean, always
     else:
         assert "AIS estimate" in printed and result["bound_estimator"] is None
-        assert result["estimate_estimator"] == "AIS (2 chains x 10 temperatures per length)"
+        assert result["estimate_estimator"] == (
+            "largest of AIS through all lengths (2 chains, mode jumps), mode importance sampling and the mode bound")
+        assert result["ais_space"] == "length" and sum(result["log_z_methods"].values()) == result["n_lengths"]
         assert math.isnan(result["bound_per_document"])
+        # the per-length chain is still there on request, and says so
+        assert main(["evaluate", str(out), *EVAL_OPTIONS, "--ais-space", "joint"]) == 0
+        joint = json.loads((out / "evaluation.json").read_text())["valid[:60]"]
+        assert joint["estimate_estimator"] == "AIS (2 chains x 10 temperatures per length)" and joint["log_z_methods"] == {}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -233,6 +239,12 @@ def test_table_flags_an_ais_estimate_whose_chains_collapsed():
     assert ais_warning({"ais_min_effective_sample_size": 2.0, "ais_chains": 20}) is None  # 10% of the chains: fine
     assert ais_warning({"ais_min_effective_sample_size": None, "ais_chains": 20}) is None
     assert ais_warning({"kl_nats_per_doc": 3.0}) is None  # not an AIS row
+    # the length estimator is judged by the share of documents resting on few effective samples
+    length = {"ais_space": "length", "ais_min_effective_sample_size": 1.0, "ais_chains": 100, "low_ess_document_share": 0.5,
+              "estimate_per_document": 800.0}
+    assert ais_warning(length | {"estimate_per_document_low_ess_plus_log2": 815.0}) is None  # under 2% higher: no flag
+    assert ais_warning(length | {"estimate_per_document_low_ess_plus_log2": 840.0}) == (
+        "log Z_D on few effective samples for 50% of the documents; log Z_D + log 2 there gives 840.0")
 
 
 def test_evaluate_rsm_with_hidden_space_ais(trained, capsys):

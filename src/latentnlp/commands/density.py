@@ -196,7 +196,9 @@ def evaluate(args: argparse.Namespace) -> int:
     x = load_data(config["data"], args.data_dir)[args.split]
     name = config["model"]
     if name == "rbm":
-        report = model.evaluate(x, ais_chains=args.ais_chains, ais_betas=args.ais_temperatures, seed=args.seed)
+        chains = 100 if args.ais_chains is None else args.ais_chains
+        temperatures = 14500 if args.ais_temperatures is None else args.ais_temperatures
+        report = model.evaluate(x, ais_chains=chains, ais_betas=temperatures, seed=args.seed)
     elif name == "made":
         report = model.evaluate(x, n_masks=args.masks)
     else:
@@ -211,8 +213,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """Options of ``latentnlp evaluate`` that only density runs read."""
-    ev.add_argument("--ais-chains", type=int, default=100, help="RBM: AIS runs (paper: 100)")
-    ev.add_argument("--ais-temperatures", type=int, default=14500, help="RBM: AIS temperatures (paper: 14,500)")
+    ev.add_argument("--ais-chains", type=int, default=None, help="RBM: AIS runs (default and paper: 100); RSM: chains (default 100)")
+    ev.add_argument("--ais-temperatures", type=int, default=None,
+                    help="RBM: AIS temperatures (default and paper: 14,500); RSM: temperatures in [0, 1] (default 1,000)")
     ev.add_argument("--masks", type=int, default=None, help="MADE: mask sets in the ensemble (default: the run's)")
     ev.add_argument("--orderings", type=int, default=None, help="NADE: random orderings in the ensemble")
 
