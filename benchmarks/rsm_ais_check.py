@@ -6,12 +6,14 @@
 AIS estimates ``log Z_D`` with a stochastic *lower* bound in expectation, so a schedule with
 too few temperatures makes ``log p(d) = -F(v) - log Z_D`` too high and the perplexity too low
 (optimistic). This script scores the first ``--max-docs`` test documents (every distinct
-length among them gets its own AIS run, as in ``latentnlp evaluate``) with each number of
+length among them gets its own AIS run, as ``latentnlp evaluate --ais-space joint|hidden`` does) with each number of
 temperatures, same chains and seed (``--space hidden``: AIS over the hidden units with the
 words summed out, :func:`~latentnlp.models.document.rsm.rsm_hidden_ais`), and writes the per-document perplexity, the mean
 ``log Z`` over the documents and the smallest effective sample size of each. If the
-perplexity still rises with more temperatures, the full-test figure of the table (20 chains
-x 1,000 temperatures) is optimistic by at least the rise measured here.
+perplexity still rises with more temperatures, a per-length figure (the table's until
+2026-12: 20 chains x 1,000 temperatures) is optimistic by at least the rise measured here.
+The table now uses ``--ais-space length`` (``rsm_log_partitions``), checked against exact
+enumeration in ``benchmarks/rsm_estimators.py``.
 """
 
 from __future__ import annotations
