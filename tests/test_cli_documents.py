@@ -58,6 +58,12 @@ def test_train_writes_a_run_directory_that_reloads(trained, name):
     model = RunDirectory(out).load_model()
     assert model.config.to_dict() == config["model_config"]  # the nested NVIL config of sbn/fdarn round-trips too
     assert config["model_config"]["vocab_size"] == 2000
+    if name == "rsm":  # the defaults are the table's: PCD with 200 chains, Adam 3e-4 decayed linearly to 0
+        assert config["model_config"]["persistent"] and config["model_config"]["n_chains"] == 200
+        assert (config["train_config"]["learning_rate"], config["train_config"]["lr_schedule"]) == (3e-4, "linear")
+        from latentnlp.cli import build_parser
+        args = build_parser().parse_args(["train", "rsm", "--out", "x", "--no-pcd", "--cd-k", "5"])
+        assert (args.pcd, args.cd_k) == (False, 5)
     if name in ("sbn", "fdarn"):
         assert model.config.prior == ("factorized" if name == "sbn" else "darn")
         assert (model.prior_weight is not None) == (name == "fdarn")
