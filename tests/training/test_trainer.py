@@ -110,3 +110,12 @@ def test_run_directory_round_trip(tmp_path):
     assert run.plot_learning_curve("train_loss", "valid_perplexity_bound").is_file()
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         RunDirectory(tmp_path / "nothing").read_config()
+
+
+def test_console_line_keeps_a_small_step_size_readable(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="latentnlp.training"):
+        _train(tmp_path / "log", epochs=1, lr=3e-4)
+    line = next(r.getMessage() for r in caplog.records if "'epoch': 1" in r.getMessage())
+    assert "'learning_rate': 0.0003" in line  # not rounded to 0.0

@@ -417,7 +417,9 @@ class Trainer:
             self._append_metrics(record)
             self.save_checkpoint()
             if self.ctx.is_main:
-                shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in record.items()}
+                # 2 decimals for nats and seconds; a step size keeps 3 significant digits (3e-4 is not 0.0)
+                shown = {k: (float(f"{v:.3g}") if k == "learning_rate" else round(v, 2)) if isinstance(v, float) else v
+                         for k, v in record.items()}
                 log.info("%s", shown)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
