@@ -289,23 +289,6 @@ def test_pcd_training_resumes_exactly_after_interruption(tmp_path):
     assert int(full_model.max_length) == 20
 
 
-def test_visible_bias_gauge_is_fixed_after_each_update_and_changes_no_probability(tmp_path):
-    # b -> b + c 1 leaves every probability unchanged ...
-    model = tiny_rsm(v=4, h=3, seed=12)
-    x = count_vectors(4, 3)
-    with torch.no_grad():
-        before = model.exact_log_prob(x).clone()
-        model.visible_bias.add_(2.5)
-        torch.testing.assert_close(model.exact_log_prob(x), before)
-        model.after_optimizer_step()
-    assert abs(float(model.visible_bias.detach().mean())) < 1e-12
-    with torch.no_grad():
-        torch.testing.assert_close(model.exact_log_prob(x), before)
-    # ... and PCD training, whose chains' lengths differ from each batch's, leaves b centred
-    trained, _ = _train_pcd(tmp_path / "run", _mixed_planted(50, 2))
-    assert abs(float(trained.visible_bias.detach().mean())) < 1e-6
-
-
 def test_noise_layout_and_pcd_chains_persist_only_in_training_mode():
     model = tiny_rsm(v=4, h=3, seed=10, persistent=True, n_chains=3)
     x = torch.tensor([[1.0, 2, 0, 0], [0, 0, 1, 4], [1, 1, 1, 1]], dtype=torch.float64)

@@ -354,9 +354,6 @@ class Trainer:
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             optimizer.step()
-            after_step = getattr(self.model, "after_optimizer_step", None)
-            if after_step is not None:  # e.g. a model fixing a gauge freedom of its parameters
-                after_step()
             self.step += 1
             with torch.no_grad():
                 for k, v in out.items():

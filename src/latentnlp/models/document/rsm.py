@@ -1400,19 +1400,6 @@ class ReplicatedSoftmax(nn.Module):
             loss = self.reconstruction(x, pre)
         return {"loss": loss, "surrogate": self.contrastive_surrogate(x, v_neg, free_energy_x=f_x), "free_energy": f_x.detach()}
 
-    @torch.no_grad()
-    def after_optimizer_step(self) -> None:
-        """Fix the gauge of the visible bias: ``b <- b - mean(b)`` after every update (the Trainer calls it).
-
-        ``b -> b + c 1`` changes ``F(v)`` by ``-c D`` and ``log Z_D`` by ``c D``, so every
-        probability, conditional and Gibbs step is unchanged. The CD/PCD gradient along that
-        direction is ``mean_c D_c - mean_batch D`` (the chains' lengths against the batch's),
-        which under PCD need not average out, and Adam then walks ``b`` steadily along it
-        (about 45 nats of free energy per epoch with 1,000 chains on 20 Newsgroups). Centring
-        removes the walk and nothing else.
-        """
-        self.visible_bias.sub_(self.visible_bias.mean())
-
     def optimization_phases(self, alternate: bool) -> dict[str, list[nn.Parameter]]:
         """``{"joint": [W, b, a]}`` (an RSM has no encoder/decoder phases; ``alternate`` is refused)."""
         if alternate:
