@@ -114,6 +114,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -402,6 +403,43 @@ def rsm_ais(
     return _ais_by_length(distinct, n_chains, betas, max_rows, run_group, {})
 
 
+def _hidden_g(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``g(h) = a . h + log sum_k exp(b_k + (W h)_k)`` of states ``(R, H)``: ``(R,)`` nats per word (``Z_D = sum_h exp(D g(h))``)."""
+    return h @ a + torch.logsumexp(h @ W.T + b, -1)
+
+
+def _flip_gains(h: torch.Tensor, p: torch.Tensor, a: torch.Tensor, exp_w: torch.Tensor, exp_neg_w: torch.Tensor) -> torch.Tensor:
+    """``g(h xor e_j) - g(h)`` for every bit: ``(R, H)``, from ``p = softmax(b + W h)`` ``(R, V)``.
+
+    Flipping bit ``j`` adds ``s W_:j`` (``s = +1`` turning it on, ``-1`` off) to the logits, so the
+    log-sum-exp changes by ``log sum_k p_k exp(s W_kj)``: two ``(R, V) x (V, H)`` products.
+    """
+    on = h > 0.5
+    return torch.where(on, -a, a) + torch.log(torch.where(on, p @ exp_neg_w, p @ exp_w))
+
+
+def _hidden_gibbs_sweep(h: torch.Tensor, p: torch.Tensor, t: float | torch.Tensor, a: torch.Tensor, exp_w: torch.Tensor,
+                        exp_neg_w: torch.Tensor, u: torch.Tensor) -> None:
+    """One systematic-scan Gibbs sweep over the ``H`` bits of ``f_t(h) = exp(t g(h))``, in place.
+
+    ``p(h_j = 1 | h_-j) = sigmoid(t (g(h, h_j = 1) - g(h, h_j = 0)))``. ``h`` ``(R, H)`` 0/1 float64;
+    ``p`` ``(R, V)`` ``softmax(b + W h)``, updated with each flip (two ``V``-length products per
+    bit instead of a log-sum-exp); ``t`` a float or one temperature per row ``(R,)``; ``u``
+    ``(R, H)`` uniforms.
+    """
+    for j in range(h.shape[1]):
+        on = h[:, j] > 0.5
+        weighted = p * torch.where(on.unsqueeze(1), exp_neg_w[:, j], exp_w[:, j])  # (R, V) p_k exp(s W_kj)
+        ratio = weighted.sum(-1)  # exp(log-sum-exp after the flip - now)
+        log_ratio = torch.log(ratio)
+        delta = a[j] + torch.where(on, -log_ratio, log_ratio)  # g(h_j = 1) - g(h_j = 0)
+        new_on = u[:, j] < torch.sigmoid(t * delta)
+        flip = new_on != on
+        if bool(flip.any()):
+            h[:, j] = new_on.to(h.dtype)
+            p.copy_(torch.where(flip.unsqueeze(1), weighted / ratio.unsqueeze(1), p))
+
+
 def rsm_hidden_ais(
     rsm: "ReplicatedSoftmax",
     lengths: Sequence[int] | torch.Tensor,
@@ -419,20 +457,22 @@ def rsm_hidden_ais(
     (the sum :meth:`ReplicatedSoftmax.exact_log_partition` enumerates for tiny ``H``). This
     anneals from the uniform distribution over ``{0,1}^H`` (``log Z_0 = 0``) along
     ``f_beta(h) = 2^{-H (1 - beta)} f_D(h)^beta``, with one systematic-scan Gibbs sweep over the
-    ``H`` bits at each ``beta`` (``p(h_j = 1 | h_-j) = sigmoid(beta (g_D(h, h_j=1) - g_D(h, h_j=0)))``).
+    ``H`` bits at each ``beta`` (``p(h_j = 1 | h_-j) = sigmoid(beta (g_D(h, h_j=1) - g_D(h, h_j=0)))``,
+    :func:`_hidden_gibbs_sweep`).
     The chain lives in ``H`` binary dimensions instead of ``D`` words over ``V`` types, which is
     this toolkit's alternative to :func:`rsm_ais`'s joint chain (Salakhutdinov & Murray 2008
-    sample ``v`` and ``h``); each sweep costs ``2 H`` log-sum-exps over ``V`` per chain.
+    sample ``v`` and ``h``); each sweep costs ``2 H`` ``V``-length products per chain.
 
     Args / Returns / Raises: as :func:`rsm_ais` (no base bias: the base is uniform over ``h``).
     """
     distinct = torch.unique(torch.as_tensor(lengths).flatten())
     if distinct.numel() and int(distinct.min()) < 1:
         raise ValueError(f"lengths must be >= 1, got {int(distinct.min())}")
-    W = rsm.weight.detach()  # (V, H)
-    b, a = rsm.visible_bias.detach(), rsm.hidden_bias.detach()
+    W = rsm.weight.detach().double()  # (V, H)
+    b, a = rsm.visible_bias.detach().double(), rsm.hidden_bias.detach().double()
     h_dim = W.shape[1]
     log2h = h_dim * math.log(2.0)
+    exp_w, exp_neg_w = torch.exp(W), torch.exp(-W)
 
     def run_group(chunk: torch.Tensor, bl: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
         d = chunk.to(W).repeat_interleave(n_chains)  # (R,)
@@ -441,19 +481,11 @@ def rsm_hidden_ais(
         for k in range(1, len(bl)):
             pre = h @ W.T + b  # (R, V), recomputed each sweep so flips do not accumulate rounding
             lse = torch.logsumexp(pre, -1)  # (R,)
-            log_w += (bl[k] - bl[k - 1]) * ((d * (h @ a + lse)).double() + log2h)  # g_D(h) - log base(h)
+            log_w += (bl[k] - bl[k - 1]) * (d * (h @ a + lse) + log2h)  # g_D(h) - log base(h)
             if k == len(bl) - 1:
                 break
-            for j in range(h_dim):  # one log-sum-exp per bit: the current state's is kept in lse
-                sign = 1.0 - 2.0 * h[:, j]  # +1 if h_j = 0 (a flip turns it on), -1 if it is on
-                flipped = pre + sign.unsqueeze(1) * W[:, j]
-                lse_flipped = torch.logsumexp(flipped, -1)
-                delta = d * (a[j] + sign * (lse_flipped - lse))  # g_D(h_j = 1) - g_D(h_j = 0)
-                on = torch.rand(d.numel(), generator=generator, device=W.device) < torch.sigmoid(bl[k] * delta)
-                flip = on != h[:, j].bool()
-                h[:, j] = on.to(h.dtype)
-                pre = torch.where(flip.unsqueeze(1), flipped, pre)
-                lse = torch.where(flip, lse_flipped, lse)
+            u = torch.rand(d.numel(), h_dim, generator=generator, device=W.device, dtype=W.dtype)
+            _hidden_gibbs_sweep(h, torch.exp(pre - lse.unsqueeze(1)), bl[k] * d, a, exp_w, exp_neg_w, u)
         return log_w.cpu(), torch.zeros(chunk.numel(), dtype=torch.float64)  # log Z_0 = 0: a normalised base
 
     return _ais_by_length(distinct, n_chains, betas, max_rows, run_group, {"space": "hidden"})
@@ -588,20 +620,8 @@ def rsm_length_ais(
         t = tl[k]
         if jumps is not None:
             h, pre, lse = jumps.move(h, pre, lse, t, generator)
-        p = torch.exp(pre - lse.unsqueeze(1))  # (M, V) softmax(b + W h)
         u = torch.rand(n_chains, h_dim, generator=generator, device=W.device, dtype=torch.float64)
-        for j in range(h_dim):
-            on = h[:, j] > 0.5
-            factor = torch.where(on.unsqueeze(1), exp_neg_w[:, j], exp_w[:, j])  # (M, V) exp(s W_kj)
-            weighted = p * factor
-            ratio = weighted.sum(-1)  # sum_k p_k exp(s W_kj): exp(lse after the flip - lse now)
-            log_ratio = torch.log(ratio)
-            delta = a[j] + torch.where(on, -log_ratio, log_ratio)  # g(h_j = 1) - g(h_j = 0)
-            new_on = u[:, j] < torch.sigmoid(t * delta)
-            flip = new_on != on
-            if bool(flip.any()):
-                h[:, j] = new_on.double()
-                p = torch.where(flip.unsqueeze(1), weighted / ratio.unsqueeze(1), p)
+        _hidden_gibbs_sweep(h, torch.exp(pre - lse.unsqueeze(1)), t, a, exp_w, exp_neg_w, u)
     seconds = (time.perf_counter() - t0) / max(1, len(targets))
     log2h = h_dim * math.log(2.0)
     out: dict[int, AISResult] = {}
@@ -691,16 +711,14 @@ def rsm_hidden_modes(
             raise ValueError(f"starts must be 0/1 states of shape (S, {W.shape[1]}), got {tuple(h.shape)}")
     exp_w, exp_neg_w = torch.exp(W), torch.exp(-W)
     for _ in range(max_iter):
-        p = torch.softmax(h @ W.T + b, -1)
-        on = h > 0.5
-        gain = torch.where(on, -a, a) + torch.log(torch.where(on, p @ exp_neg_w, p @ exp_w))  # (S, H) g(flip j) - g(h)
+        gain = _flip_gains(h, torch.softmax(h @ W.T + b, -1), a, exp_w, exp_neg_w)  # (S, H)
         best, j = gain.max(1)
         moving = torch.nonzero(best > 1e-12).flatten()
         if moving.numel() == 0:
             break
         h[moving, j[moving]] = 1.0 - h[moving, j[moving]]
     modes = torch.unique(h, dim=0)
-    g = modes @ a + torch.logsumexp(modes @ W.T + b, -1)
+    g = _hidden_g(modes, W, b, a)
     order = torch.argsort(g, descending=True)
     return modes[order], g[order]
 
@@ -757,13 +775,8 @@ def rsm_mode_importance(
     if m.dim() != 2 or m.shape[1] != h_dim or m.shape[0] < 1 or not bool(((m == 0) | (m == 1)).all()):
         raise ValueError(f"modes must be 0/1 states of shape (S, {h_dim}), got {tuple(m.shape)}")
 
-    def g(h: torch.Tensor) -> torch.Tensor:
-        return h @ a + torch.logsumexp(h @ W.T + b, -1)
-
-    g_m = g(m)  # (S,)
-    p_m = torch.softmax(m @ W.T + b, -1)
-    on = m > 0.5
-    gains = torch.where(on, -a, a) + torch.log(torch.where(on, p_m @ torch.exp(-W), p_m @ torch.exp(W)))  # (S, H)
+    g_m = _hidden_g(m, W, b, a)  # (S,)
+    gains = _flip_gains(m, torch.softmax(m @ W.T + b, -1), a, torch.exp(W), torch.exp(-W))  # (S, H)
     gains = gains.clamp(max=0.0)  # local maxima: every single flip loses (clamped against rounding)
     sign = 1.0 - 2.0 * m  # (S, H): flipping bit j of m turns h_j into m_j + sign
     log_uniform = math.log(defensive) - h_dim * math.log(2.0)
@@ -785,7 +798,7 @@ def rsm_mode_importance(
         log_qm = log_keep.sum(-1) + (m * diff).sum(-1) + h @ (sign * diff).T  # (N, S)
         log_q = torch.logaddexp(torch.full((n_samples,), log_uniform, dtype=W.dtype, device=W.device),
                                 math.log1p(-defensive) + torch.logsumexp(log_qm + log_pi, -1))
-        lw = (d * g(h) - log_q).cpu()
+        lw = (d * _hidden_g(h, W, b, a) - log_q).cpu()
         log_z, lower, upper = log_mean_exp_interval(lw, 0.0)
         out[int(d)] = AISResult(
             log_z=log_z, log_z_lower=lower, log_z_upper=upper, log_z_base=0.0, log_weights=lw, n_chains=n_samples,
@@ -1004,11 +1017,7 @@ class RSMPerplexityReport(PerplexityReport):
 
 
 def _count_methods(runs: Sequence[AISResult]) -> dict:
-    counts: dict[str, int] = {}
-    for r in runs:
-        if "method" in r.extra:
-            counts[r.extra["method"]] = counts.get(r.extra["method"], 0) + 1
-    return counts
+    return dict(Counter(r.extra["method"] for r in runs if "method" in r.extra))
 
 
 # --------------------------------------------------------------------------- the model
